@@ -5,6 +5,10 @@
 //! not yield; when full, the session waits for room (backpressure, never a silent drop) and the
 //! wait is counted. When the store is failing or the trail is shut down the record is handed
 //! back in a [`Rejected`] so the proxy can refuse the statement (fail closed) and log the record.
+//!
+//! [`AuditSink::disabled`] is the sink of a proxy whose audit trail is switched off
+//! (`[audit] enabled = false`, for measuring the relay alone): it accepts every record and
+//! keeps none. The proxy says so loudly (a startup warning, `/readyz`, a metric).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -46,7 +50,8 @@ impl AuditHealth {
 /// Where sessions send their audit records. Clone it freely: clones share one queue.
 #[derive(Clone)]
 pub struct AuditSink {
-    tx: mpsc::Sender<Item>,
+    /// The writer's queue; `None` for a disabled trail, which drops every record.
+    tx: Option<mpsc::Sender<Item>>,
     shared: Arc<Shared>,
 }
 
@@ -60,7 +65,25 @@ impl std::fmt::Debug for AuditSink {
 
 impl AuditSink {
     pub(crate) fn new(tx: mpsc::Sender<Item>, shared: Arc<Shared>) -> Self {
-        AuditSink { tx, shared }
+        AuditSink {
+            tx: Some(tx),
+            shared,
+        }
+    }
+
+    /// A sink for a switched-off audit trail: every record is accepted (and counted as
+    /// submitted) and dropped; nothing is ever written. Only for measuring the relay without
+    /// the trail; a proxy running with it records nothing (DLP-6 is not met).
+    pub fn disabled() -> Self {
+        AuditSink {
+            tx: None,
+            shared: Arc::new(Shared::new(1)),
+        }
+    }
+
+    /// `false` for a [`AuditSink::disabled`] sink, which keeps no records.
+    pub fn is_enabled(&self) -> bool {
+        self.tx.is_some()
     }
 
     /// Queues `record`. Returns at once when the queue has room; otherwise waits until it has
@@ -71,7 +94,10 @@ impl AuditSink {
     /// wait, use [`AuditSink::submit_timeout`], which hands the record back.
     pub async fn submit(&self, record: AuditRecord) -> Result<(), Rejected> {
         let record = self.check_accepting(record)?;
-        let item = match self.tx.try_send(Item::Record(record)) {
+        let Some(tx) = &self.tx else {
+            return self.accepted();
+        };
+        let item = match tx.try_send(Item::Record(record)) {
             Ok(()) => return self.accepted(),
             Err(TrySendError::Closed(item)) => {
                 return Err(self.reject(item, self.closed_reason()));
@@ -79,7 +105,7 @@ impl AuditSink {
             Err(TrySendError::Full(item)) => item,
         };
         self.shared.stats.waited.fetch_add(1, Relaxed);
-        match self.tx.send(item).await {
+        match tx.send(item).await {
             Ok(()) => self.accepted(),
             Err(SendError(item)) => Err(self.reject(item, self.closed_reason())),
         }
@@ -89,7 +115,10 @@ impl AuditSink {
     /// back with [`RejectReason::QueueFull`] (follow up with [`AuditSink::submit`]).
     pub fn try_submit(&self, record: AuditRecord) -> Result<(), Rejected> {
         let record = self.check_accepting(record)?;
-        match self.tx.try_send(Item::Record(record)) {
+        let Some(tx) = &self.tx else {
+            return self.accepted();
+        };
+        match tx.try_send(Item::Record(record)) {
             Ok(()) => self.accepted(),
             Err(TrySendError::Full(item)) => Err(Rejected {
                 record: Box::new(item.into_record()),
@@ -107,7 +136,10 @@ impl AuditSink {
         timeout: Duration,
     ) -> Result<(), Rejected> {
         let record = self.check_accepting(record)?;
-        let item = match self.tx.try_send(Item::Record(record)) {
+        let Some(tx) = &self.tx else {
+            return self.accepted();
+        };
+        let item = match tx.try_send(Item::Record(record)) {
             Ok(()) => return self.accepted(),
             Err(TrySendError::Closed(item)) => {
                 return Err(self.reject(item, self.closed_reason()));
@@ -115,7 +147,7 @@ impl AuditSink {
             Err(TrySendError::Full(item)) => item,
         };
         self.shared.stats.waited.fetch_add(1, Relaxed);
-        match self.tx.send_timeout(item, timeout).await {
+        match tx.send_timeout(item, timeout).await {
             Ok(()) => self.accepted(),
             Err(SendTimeoutError::Timeout(item)) => Err(self.reject(item, RejectReason::TimedOut)),
             Err(SendTimeoutError::Closed(item)) => {
@@ -127,9 +159,11 @@ impl AuditSink {
 
     /// Waits until every record submitted before this call is committed to the store.
     pub async fn flush(&self) -> Result<(), AuditError> {
+        let Some(tx) = &self.tx else {
+            return Ok(());
+        };
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Item::Flush(ack))
+        tx.send(Item::Flush(ack))
             .await
             .map_err(|_| AuditError::WriterStopped)?;
         self.shared.wake.notify_one();
@@ -143,7 +177,8 @@ impl AuditSink {
     /// Wakes a lingering writer once a full batch is waiting, so large bursts are written
     /// without waiting for the flush interval (and small ones without a wake-up per record).
     fn wake_if_batch_ready(&self) {
-        let queued = self.tx.max_capacity().saturating_sub(self.tx.capacity());
+        let Some(tx) = &self.tx else { return };
+        let queued = tx.max_capacity().saturating_sub(tx.capacity());
         if queued >= self.shared.batch_size {
             self.shared.wake.notify_one();
         }
@@ -157,9 +192,11 @@ impl AuditSink {
     /// The trail's counters now, with the queue's depth and capacity.
     pub fn stats(&self) -> AuditStatsSnapshot {
         let mut s = self.shared.stats.snapshot();
-        let cap = self.tx.max_capacity();
-        s.queue_capacity = cap as u64;
-        s.queue_depth = cap.saturating_sub(self.tx.capacity()) as u64;
+        if let Some(tx) = &self.tx {
+            let cap = tx.max_capacity();
+            s.queue_capacity = cap as u64;
+            s.queue_depth = cap.saturating_sub(tx.capacity()) as u64;
+        }
         s
     }
 

@@ -66,7 +66,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new(batch_size: usize) -> Self {
+    pub(crate) fn new(batch_size: usize) -> Self {
         Shared {
             stats: AuditStats::default(),
             state: AtomicU8::new(HEALTHY),

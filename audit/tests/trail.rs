@@ -388,3 +388,21 @@ async fn verify_and_query_while_the_writer_writes() {
     writer.shutdown().await.unwrap();
     assert_eq!(all(&dir).len(), 3000);
 }
+
+#[tokio::test]
+async fn a_disabled_trail_accepts_records_and_keeps_none() {
+    let sink = warden_audit::AuditSink::disabled();
+    assert!(!sink.is_enabled());
+    assert_eq!(sink.health(), AuditHealth::Healthy);
+    sink.submit(record(1, DAY1_NOON)).await.unwrap();
+    sink.try_submit(record(2, DAY1_NOON)).unwrap();
+    sink.submit_timeout(record(3, DAY1_NOON), StdDuration::from_millis(1))
+        .await
+        .unwrap();
+    sink.flush().await.unwrap();
+    let stats = sink.stats();
+    assert_eq!(stats.submitted, 3);
+    assert_eq!(stats.written, 0);
+    assert_eq!(stats.queue_capacity, 0);
+    assert_eq!(stats.queue_depth, 0);
+}

@@ -3,7 +3,8 @@
 //!
 //! `/readyz` answers 200 only while warden accepts sessions and its audit trail takes records;
 //! otherwise 503 with the reason, so a load balancer stops sending clients to an instance that
-//! would refuse them.
+//! would refuse them. With the audit trail switched off (`[audit] enabled = false`) it still
+//! answers 200, and says so in the body; `warden_audit_enabled` is 0.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ impl AdminState {
         }
         m.audit_healthy
             .set(i64::from(self.audit.health().is_healthy()));
+        m.audit_enabled.set(i64::from(self.audit.is_enabled()));
         m.ready.set(i64::from(self.ready.load(Ordering::Relaxed)));
     }
 
@@ -90,6 +92,12 @@ async fn route(
         }
         "/healthz" => respond(StatusCode::OK, text, "ok\n".into()),
         "/readyz" => match state.readiness() {
+            Ok(()) if !state.audit.is_enabled() => respond(
+                StatusCode::OK,
+                text,
+                "ready; audit trail DISABLED ([audit] enabled = false): statements are not recorded\n"
+                    .into(),
+            ),
             Ok(()) => respond(StatusCode::OK, text, "ready\n".into()),
             Err(reason) => respond(StatusCode::SERVICE_UNAVAILABLE, text, format!("{reason}\n")),
         },

@@ -46,6 +46,7 @@ pub struct Metrics {
     pub audit_submitted: IntCounter,
     pub audit_write_errors: IntCounter,
     pub audit_healthy: IntGauge,
+    pub audit_enabled: IntGauge,
     pub analysis_cache_entries: IntGauge,
     pub ready: IntGauge,
 }
@@ -134,6 +135,11 @@ impl Metrics {
             "1 while the audit trail accepts records, 0 when it has failed (statements are refused)",
         )
         .expect("valid metric");
+        let audit_enabled = IntGauge::new(
+            "warden_audit_enabled",
+            "1 when the audit trail is on; 0 when [audit] enabled = false (nothing is recorded)",
+        )
+        .expect("valid metric");
         let analysis_cache_entries = IntGauge::new(
             "warden_analysis_cache_entries",
             "Statement analyses held in the cache",
@@ -155,6 +161,7 @@ impl Metrics {
             Box::new(audit_submitted.clone()),
             Box::new(audit_write_errors.clone()),
             Box::new(audit_healthy.clone()),
+            Box::new(audit_enabled.clone()),
             Box::new(analysis_cache_entries.clone()),
             Box::new(ready.clone()),
         ] {
@@ -175,6 +182,7 @@ impl Metrics {
             audit_submitted,
             audit_write_errors,
             audit_healthy,
+            audit_enabled,
             analysis_cache_entries,
             ready,
         }

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 use warden_analysis::{Analyzer, Dialect};
-use warden_audit::{AuditConfig, AuditTrail};
+use warden_audit::{AuditConfig, AuditSink, AuditTrail};
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Protocol, UpstreamConfig};
@@ -150,10 +150,17 @@ pub fn audit_config(config: &Config) -> AuditConfig {
     audit
 }
 
+/// What `serve` and `config check` say when the audit trail is switched off.
+pub const AUDIT_DISABLED_WARNING: &str = "the audit trail is DISABLED ([audit] enabled = false): \
+     statements are relayed and recorded nowhere (DLP-6 is not met); use this only to measure \
+     the relay, never in production";
+
 /// Checks everything `serve` would load, without binding sockets: returns every problem.
 pub fn check(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Err(e) = audit_config(config).validate() {
+    if config.audit_enabled
+        && let Err(e) = audit_config(config).validate()
+    {
         problems.push(format!("[audit]: {e}"));
     }
     for upstream in &config.upstreams {
@@ -294,7 +301,10 @@ impl Server {
             }
         }
         for (what, changed) in [
-            ("[audit]", new.audit != old.audit),
+            (
+                "[audit]",
+                new.audit != old.audit || new.audit_enabled != old.audit_enabled,
+            ),
             ("[analysis]", new.analysis != old.analysis),
             ("[limits]", new.limits != old.limits),
             ("[admin]", new.admin != old.admin),
@@ -355,8 +365,14 @@ pub async fn serve(path: &Path, config: Config, options: ServeOptions) -> anyhow
     let ServeOptions { policy, log, stop } = options;
     let (_never, never) = watch::channel(false);
     let mut stop = stop.unwrap_or(never);
-    let (sink, writer) =
-        AuditTrail::start(audit_config(&config)).context("cannot start the audit trail")?;
+    let (sink, writer) = if config.audit_enabled {
+        let (sink, writer) =
+            AuditTrail::start(audit_config(&config)).context("cannot start the audit trail")?;
+        (sink, Some(writer))
+    } else {
+        tracing::warn!("{AUDIT_DISABLED_WARNING}");
+        (AuditSink::disabled(), None)
+    };
     let metrics = Arc::new(Metrics::new());
     let analyzer = Analyzer::new(
         Dialect::PostgreSql,
@@ -451,10 +467,15 @@ pub async fn serve(path: &Path, config: Config, options: ServeOptions) -> anyhow
     let _ = admin_stop.send(true);
     drop(server);
     drop(shared);
-    writer
-        .shutdown()
-        .await
-        .context("the audit trail could not be flushed")?;
-    tracing::info!("audit trail flushed; warden stopped");
+    match writer {
+        Some(writer) => {
+            writer
+                .shutdown()
+                .await
+                .context("the audit trail could not be flushed")?;
+            tracing::info!("audit trail flushed; warden stopped");
+        }
+        None => tracing::warn!("warden stopped; the audit trail was disabled"),
+    }
     Ok(())
 }

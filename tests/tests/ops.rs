@@ -527,3 +527,54 @@ fn config_check_names_the_line_and_the_problem() -> Result<()> {
     }
     Ok(())
 }
+
+/// `[audit] enabled = false`: statements still run, nothing is recorded (no store is even
+/// opened), and warden says so everywhere an operator looks: the startup log, `/readyz`,
+/// `warden_audit_enabled`, and `warden config check` (which still passes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_audit_trail_is_loud() -> Result<()> {
+    let mut config = WardenConfig::new(fixtures::main_upstream()?);
+    config.audit.push(("enabled".into(), "false".into()));
+    let warden = Warden::start(config)?;
+    warden
+        .watch(async {
+            let session = warden
+                .target("main")?
+                .connect(&app_login(), &ConnectOptions::app("o-no-audit"))
+                .await?;
+            run_selects(&session, 3).await?;
+            drop(session);
+            ensure!(
+                warden.log().contains("audit trail is DISABLED"),
+                "no startup warning:\n{}",
+                warden.log_tail(20)
+            );
+            let ready = warden.http_get("/readyz")?;
+            ensure!(
+                ready.status == 200 && ready.body.contains("DISABLED"),
+                "/readyz does not say the trail is off: {} {}",
+                ready.status,
+                ready.body
+            );
+            let metrics = warden.metrics()?;
+            ensure!(metrics.sum("warden_audit_enabled", &[]) == 0.0);
+            ensure!(metrics.sum("warden_audit_records_written_total", &[]) == 0.0);
+            ensure!(
+                !warden.audit_dir().exists(),
+                "a disabled trail opened a store"
+            );
+            let path = warden.config_path().to_string_lossy().into_owned();
+            let run = warden_cli(&["config", "check", &path], None)?;
+            ensure!(run.success(), "the check fails:\n{}", run.describe());
+            ensure!(
+                run.all_output().contains("DISABLED"),
+                "the check does not warn:\n{}",
+                run.describe()
+            );
+            Ok(())
+        })
+        .await?;
+    let status = warden.terminate(Duration::from_secs(20))?;
+    ensure!(status.success(), "warden exited with {status}");
+    Ok(())
+}

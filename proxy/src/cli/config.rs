@@ -32,6 +32,9 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<bool> {
                 }
             };
             let problems = crate::server::check(&config);
+            if !config.audit_enabled {
+                eprintln!("warning: {}", crate::server::AUDIT_DISABLED_WARNING);
+            }
             if problems.is_empty() {
                 println!(
                     "{}: configuration is valid ({} upstream(s))",

@@ -77,7 +77,7 @@ impl Checker<'_> {
         };
 
         let log = self.log(file.log);
-        let audit = self.audit(file.audit);
+        let (audit, audit_enabled) = self.audit(file.audit);
         let analysis = self.analysis(file.analysis);
         let limits = self.limits(file.limits);
         let keys = file.keys.map(|table| self.keys(table));
@@ -132,6 +132,7 @@ impl Checker<'_> {
             admin: AdminConfig { listen: admin? },
             log: log?,
             audit: audit?,
+            audit_enabled,
             keys: match keys {
                 Some(checked) => Some(checked?),
                 None => None,
@@ -242,22 +243,40 @@ impl Checker<'_> {
         Some(config)
     }
 
-    fn audit(&mut self, audit: Option<Spanned<toml::Table>>) -> Option<warden_audit::AuditConfig> {
+    /// The audit crate's configuration, and whether the trail is on (`enabled`, which is the
+    /// proxy's key, not the audit crate's).
+    fn audit(
+        &mut self,
+        audit: Option<Spanned<toml::Table>>,
+    ) -> (Option<warden_audit::AuditConfig>, bool) {
+        let mut enabled = true;
         let mut config = match audit {
             None => warden_audit::AuditConfig::default(),
             Some(table) => {
                 let span = table.span();
-                match table.into_inner().try_into::<warden_audit::AuditConfig>() {
+                let mut table = table.into_inner();
+                match table.remove("enabled") {
+                    None => {}
+                    Some(toml::Value::Boolean(b)) => enabled = b,
+                    Some(other) => self.error(
+                        span.clone(),
+                        format!(
+                            "in [audit]: `enabled` must be true or false, not {}",
+                            other.type_str()
+                        ),
+                    ),
+                }
+                match table.try_into::<warden_audit::AuditConfig>() {
                     Ok(c) => c,
                     Err(e) => {
                         self.error(span, format!("in [audit]: {}", e.message()));
-                        return None;
+                        return (None, enabled);
                     }
                 }
             }
         };
         config.resolve_paths(&self.base);
-        Some(config)
+        (Some(config), enabled)
     }
 
     fn analysis(&mut self, analysis: Option<super::file::FileAnalysis>) -> Option<AnalysisConfig> {
@@ -611,6 +630,19 @@ users_file = "users.txt"
             Ok(_) => panic!("expected errors"),
             Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn the_audit_trail_is_on_unless_switched_off() {
+        let c = Config::parse(Path::new("w.toml"), GOOD).unwrap();
+        assert!(c.audit_enabled);
+        let off = format!("{GOOD}\n[audit]\nenabled = false\nbatch_size = 10\n");
+        let c = Config::parse(Path::new("w.toml"), &off).unwrap();
+        assert!(!c.audit_enabled);
+        assert_eq!(c.audit.batch_size, 10);
+        let e = errors(&format!("{GOOD}\n[audit]\nenabled = \"no\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("`enabled` must be true or false"), "{e:?}");
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct Config {
     pub log: LogConfig,
     /// The `[audit]` table, resolved by the audit crate's own config type.
     pub audit: warden_audit::AuditConfig,
+    /// `[audit] enabled` (default `true`). `false` switches the audit trail off: statements
+    /// are relayed and recorded nowhere. Only for measuring the relay alone (the benchmark's
+    /// "passthrough"); `serve` warns at startup and `/readyz` and `/metrics` say so.
+    pub audit_enabled: bool,
     /// The `[keys]` table: the keyring and its master key (ENC-6), paths resolved.
     pub keys: Option<warden_crypto::KeysConfig>,
     pub analysis: AnalysisConfig,
