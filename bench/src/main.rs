@@ -1,241 +1,323 @@
-//! warden-bench: measures warden against a direct connection to the same database, in one run,
-//! interleaved, and reports ratios (OPS-4). Absolute numbers on a shared 2-core machine mean
-//! little; the ratio of two measurements taken side by side does.
+//! warden-bench: measures warden against a direct connection and against PgBouncer, in one
+//! run, interleaved, and reports ratios, latency percentiles and resource use (OPS-4).
 //!
-//! `cargo build --release -p warden-proxy && cargo run --release -p warden-bench -- pgbench`
+//! ```sh
+//! cargo build --release -p warden-proxy -p warden-bench
+//! cargo run --release -p warden-bench -- --quick            # under two minutes
+//! cargo run --release -p warden-bench -- pg-select pg-copy  # chosen workloads, full length
+//! ```
 //!
-//! It starts a throwaway PostgreSQL cluster and a warden in front of it (with the same harness
-//! the integration tests use), loads pgbench's tables, then alternates pgbench runs directly
-//! and through warden for each protocol mode, several rounds, and reports the median TPS of
-//! each, the ratio, the CPU warden used, and the audit records it wrote against the statements
-//! it relayed.
+//! It starts a throwaway PostgreSQL cluster, loads pgbench's tables, starts PgBouncer (session
+//! mode) and two wardens (audit off and on) in front of it, then runs every workload against
+//! every configuration, warm-up first, repetitions interleaved. Absolute numbers on a shared
+//! 2-core machine mean little; the ratio of measurements taken side by side does. See
+//! `bench/README.md` for what each number means and how it is measured.
 
-mod proc_stat;
+mod catalog;
+mod driver;
+mod lab;
+mod pgbench;
+mod pgbouncer;
+mod procfs;
+mod report;
+mod run;
+mod stats;
+mod svg;
+mod targets;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use warden_tests::fixtures;
-use warden_tests::pg::{Target, pgbench};
-use warden_tests::warden::{Warden, WardenConfig};
+use serde_json::json;
 
-/// Benchmarks warden against a direct connection.
+use crate::catalog::{CONFIGURATIONS, WORKLOADS, Workload};
+use crate::run::Plan;
+
+/// Benchmarks warden against a direct connection and PgBouncer, in one run.
 #[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
 struct Args {
-    /// Scenario: `pgbench` (select-only `pgbench -S` in simple and prepared modes).
-    #[arg(default_value = "pgbench")]
-    scenario: String,
-    /// Seconds per run.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// pgbench clients.
-    #[arg(long, default_value_t = 8)]
-    clients: u32,
-    /// Rounds of (direct, warden) per mode; the median is reported.
-    #[arg(long, default_value_t = 3)]
-    rounds: u32,
-    /// pgbench scale factor.
-    #[arg(long, default_value_t = 10)]
-    scale: u32,
-    /// Protocol modes to run.
-    #[arg(long, value_delimiter = ',', default_value = "simple,prepared")]
-    modes: Vec<String>,
-}
-
-/// One pgbench run.
-struct Run {
-    mode: String,
-    via_warden: bool,
-    tps: f64,
-    transactions: u64,
-    /// Warden's CPU time during the run (user + system).
-    warden_cpu: Duration,
-    /// Audit records warden wrote during the run (and the flush after it).
-    audit_records: u64,
-    elapsed: Duration,
+    /// Workloads to run: names or name prefixes (`pg-select` runs both point selects); all
+    /// when none is given. `--list` shows them.
+    workloads: Vec<String>,
+    /// Short runs for a quick look: 1 s per run, one repetition, scale 1, no warm-up per
+    /// workload (one overall). Finishes in under two minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds per measured run.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Seconds of warm-up per workload and configuration (0: none).
+    #[arg(long)]
+    warmup: Option<u64>,
+    /// Repetitions per workload and configuration (interleaved); medians are reported.
+    #[arg(long)]
+    repetitions: Option<u32>,
+    /// pgbench scale factor (100,000 accounts per unit).
+    #[arg(long)]
+    scale: Option<u32>,
+    /// Multiplies the session counts of the many-sessions workloads (for small machines).
+    #[arg(long, default_value_t = 1.0)]
+    sessions_scale: f64,
+    /// Where results.json, ratios.svg and report.txt go (default:
+    /// target/warden-bench/<UTC time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// List the workloads and configurations, and exit.
+    #[arg(long)]
+    list: bool,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    // Measure the warden built with the same profile as this harness (release), not whatever
-    // the test harness would find first.
-    if std::env::var_os("WARDEN_BIN").is_none() {
-        let exe = std::env::current_exe()?;
-        let sibling = exe.with_file_name("warden");
-        ensure!(
-            sibling.exists(),
-            "{} not found: run `cargo build --release -p warden-proxy` first",
-            sibling.display()
+    if args.list {
+        print_catalogue();
+        return Ok(());
+    }
+    let started = Instant::now();
+    let workloads = select(&args.workloads)?;
+    let plan = Plan {
+        duration: Duration::from_secs(args.duration.unwrap_or(if args.quick { 1 } else { 10 })),
+        warmup: Duration::from_secs(args.warmup.unwrap_or(if args.quick { 0 } else { 2 })),
+        repetitions: args
+            .repetitions
+            .unwrap_or(if args.quick { 1 } else { 3 })
+            .max(1),
+        sessions_scale: args.sessions_scale.clamp(0.0001, 1.0),
+        max_connections: 2200,
+        open_files: 0,
+    };
+    let scale = args.scale.unwrap_or(if args.quick { 1 } else { 10 }).max(1);
+    use_release_warden()?;
+    let open_files = procfs::raise_open_files(65_536)?;
+    if open_files < 20_500 {
+        eprintln!(
+            "note: RLIMIT_NOFILE is {open_files} (the hard limit, which this process cannot \
+             raise): warden needs two descriptors per session, so the many-sessions workloads \
+             are capped at {} sessions",
+            run::max_sessions_for(open_files)
         );
-        // SAFETY: set before any thread is started.
-        unsafe { std::env::set_var("WARDEN_BIN", sibling) };
     }
-    if args.scenario != "pgbench" {
-        bail!("unknown scenario `{}`; available: pgbench", args.scenario);
-    }
-    let login = fixtures::app_login();
-    let direct = fixtures::direct()?;
-    eprintln!("loading pgbench tables (scale {}) ...", args.scale);
-    pgbench(
-        &direct,
-        &login,
-        "disable",
-        &["-i", "-q", "-s", &args.scale.to_string()],
-    )?
-    .ensure_success()?;
+    let plan = Plan { open_files, ..plan };
+    let out = args.out.clone().unwrap_or_else(default_out);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let load_before = loadavg();
 
-    // Plain TCP on both legs, like the direct runs: the comparison is of the proxy, not of TLS.
-    let mut upstream = fixtures::main_upstream()?;
-    upstream.server_tls.mode = "disable".into();
-    upstream.server_tls.ca = None;
-    let mut config = WardenConfig::new(upstream);
-    // The default audit settings (fsync every batch, 100 ms linger): what production runs.
-    config.audit.clear();
-    let warden = Warden::start(config)?;
-    let through = warden.target("main")?;
     eprintln!(
-        "warden {} in front of PostgreSQL on port {}; {} round(s) of {} s per mode, {} clients",
-        warden.pid(),
-        direct.port,
-        args.rounds,
-        args.duration,
-        args.clients
+        "warden-bench: {} workload(s), {} s runs, {} s warm-up, {} repetition(s), scale {scale}, \
+         RLIMIT_NOFILE {open_files}",
+        workloads.len(),
+        plan.duration.as_secs(),
+        plan.warmup.as_secs(),
+        plan.repetitions
     );
-
-    let mut runs = Vec::new();
-    for round in 1..=args.rounds {
-        for mode in &args.modes {
-            for via_warden in [false, true] {
-                let target = if via_warden { &through } else { &direct };
-                let run = run_pgbench(&warden, target, &login, mode, via_warden, &args)?;
-                eprintln!(
-                    "round {round} {mode:>8} {:>6}: {:>9.0} tps",
-                    if via_warden { "warden" } else { "direct" },
-                    run.tps
-                );
-                runs.push(run);
-            }
-        }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let lab = lab::Lab::start(scale, plan.max_connections)?;
+    eprintln!(
+        "PostgreSQL on {}, pgbench tables at scale {scale}; PgBouncer and two wardens started ({:.1} s)",
+        lab.pg.port(),
+        started.elapsed().as_secs_f64()
+    );
+    if args.quick {
+        // One warm-up for everything: a second of point selects per configuration.
+        let warm = catalog::workload("pg-select-simple").expect("declared");
+        let warm_plan = Plan {
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            repetitions: 1,
+            ..plan.clone()
+        };
+        let _ = run::run_all(&lab, &rt, &[warm], &warm_plan);
     }
-    report(&args, &runs);
-    let status = warden.terminate(Duration::from_secs(60))?;
-    ensure!(status.success(), "warden exited with {status}");
+    let cells = run::run_all(&lab, &rt, &workloads, &plan);
+    lab.stop()?;
+    let rows = report::rows(&cells);
+    let results = targets::evaluate(&rows);
+
+    let mut text = String::new();
+    text.push_str(&format!(
+        "\nwarden-bench {} — {} s runs, {} repetition(s) interleaved (median TPS), {} s warm-up, \
+         pgbench scale {scale}\nmachine: {} CPUs, {} MiB, load average before {load_before}, after {}\n\n",
+        env!("CARGO_PKG_VERSION"),
+        plan.duration.as_secs(),
+        plan.repetitions,
+        plan.warmup.as_secs(),
+        cpus(),
+        mem_mib(),
+        loadavg()
+    ));
+    text.push_str(&report::table(&rows));
+    text.push_str(
+        "\nratio: TPS / direct TPS on the same workload. Latencies: every transaction of every \
+         repetition (pgbench -l, or the harness's driver).\nCPU s/1k: proxy CPU seconds (user + \
+         system, /proc/PID/stat) per 1,000 statements. RSS: proxy VmRSS after the run.\n\
+         KiB/sess: (proxy RSS with every session open and idle - RSS before) / sessions. \
+         audit rec/stmts: statement records warden wrote / statements the clients ran.\n",
+    );
+    text.push_str("\nreference targets (issue 7):\n");
+    text.push_str(&targets::table(&results));
+    text.push_str(&format!(
+        "\nfinished in {:.0} s; results in {}\n",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    ));
+    print!("{text}");
+
+    let json = json!({
+        "harness": "warden-bench",
+        "version": env!("CARGO_PKG_VERSION"),
+        "plan": {
+            "duration_s": plan.duration.as_secs(),
+            "warmup_s": plan.warmup.as_secs(),
+            "repetitions": plan.repetitions,
+            "scale": scale,
+            "sessions_scale": plan.sessions_scale,
+            "quick": args.quick,
+        },
+        "machine": {
+            "cpus": cpus(),
+            "mem_mib": mem_mib(),
+            "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+            "loadavg_before": load_before,
+            "loadavg_after": loadavg(),
+        },
+        "configurations": CONFIGURATIONS.iter().map(|c| json!({
+            "name": c.name, "description": c.description, "needs": c.needs,
+        })).collect::<Vec<_>>(),
+        "workloads": WORKLOADS.iter().map(|w| json!({
+            "name": w.name, "description": w.description, "needs": w.needs,
+            "protocol": format!("{:?}", w.protocol).to_lowercase(),
+        })).collect::<Vec<_>>(),
+        "results": rows.iter().map(report::row_json).collect::<Vec<_>>(),
+        "targets": targets::json(&results),
+        "elapsed_s": started.elapsed().as_secs_f64(),
+    });
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    std::fs::write(
+        out.join("ratios.svg"),
+        svg::chart(
+            &rows,
+            "warden-bench: throughput relative to a direct connection",
+        ),
+    )?;
+    std::fs::write(out.join("report.txt"), &text)?;
     Ok(())
 }
 
-fn run_pgbench(
-    warden: &Warden,
-    target: &Target,
-    login: &warden_tests::pg::Login,
-    mode: &str,
-    via_warden: bool,
-    args: &Args,
-) -> Result<Run> {
-    let cpu_before = proc_stat::cpu_time(warden.pid())?;
-    let audit_before = audit_written(warden)?;
-    let started = Instant::now();
-    let run = pgbench(
-        target,
-        login,
-        "disable",
-        &[
-            "-S",
-            "-n",
-            "-M",
-            mode,
-            "-c",
-            &args.clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &args.duration.to_string(),
-        ],
-    )?
-    .ensure_success()?;
-    let elapsed = started.elapsed();
-    let out = run.stdout_text();
-    let tps = out
-        .lines()
-        .find_map(|l| l.strip_prefix("tps = "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .with_context(|| format!("pgbench printed no tps\n{}", run.describe()))?;
-    let transactions = out
-        .lines()
-        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .with_context(|| format!("pgbench printed no transaction count\n{}", run.describe()))?;
-    // Let the audit writer catch up (its linger is 100 ms) before reading its counter.
-    std::thread::sleep(Duration::from_millis(500));
-    Ok(Run {
-        mode: mode.to_string(),
-        via_warden,
-        tps,
-        transactions,
-        warden_cpu: proc_stat::cpu_time(warden.pid())? - cpu_before,
-        audit_records: audit_written(warden)? - audit_before,
-        elapsed,
-    })
-}
-
-fn audit_written(warden: &Warden) -> Result<u64> {
-    Ok(warden
-        .metrics()?
-        .sum("warden_audit_records_written_total", &[]) as u64)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    match values.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+/// Resolves workload names and prefixes; all workloads when none is given.
+fn select(names: &[String]) -> Result<Vec<&'static Workload>> {
+    if names.is_empty() || names.iter().any(|n| n == "all") {
+        return Ok(WORKLOADS.iter().collect());
     }
+    let mut chosen: Vec<&'static Workload> = Vec::new();
+    for name in names {
+        let matching: Vec<&'static Workload> = WORKLOADS
+            .iter()
+            .filter(|w| w.name.starts_with(name.as_str()))
+            .collect();
+        if matching.is_empty() {
+            bail!("no workload is called `{name}`; `--list` shows them");
+        }
+        for w in matching {
+            if !chosen.iter().any(|c| c.name == w.name) {
+                chosen.push(w);
+            }
+        }
+    }
+    Ok(chosen)
 }
 
-fn report(args: &Args, runs: &[Run]) {
-    println!();
-    println!(
-        "pgbench -S, {} clients, {} s per run, median of {} rounds (direct and warden interleaved)",
-        args.clients, args.duration, args.rounds
-    );
-    println!(
-        "{:<10} {:>12} {:>12} {:>7} {:>14} {:>16} {:>14} {:>18}",
-        "mode",
-        "direct tps",
-        "warden tps",
-        "ratio",
-        "warden CPU s",
-        "CPU ms/1000 stmt",
-        "audit rec/s",
-        "audit rec/stmts"
-    );
-    for mode in &args.modes {
-        let of = |w: bool| {
-            runs.iter()
-                .filter(move |r| &r.mode == mode && r.via_warden == w)
-        };
-        let direct = median(of(false).map(|r| r.tps).collect());
-        let warden = median(of(true).map(|r| r.tps).collect());
-        let cpu: Duration = of(true).map(|r| r.warden_cpu).sum();
-        let transactions: u64 = of(true).map(|r| r.transactions).sum();
-        let records: u64 = of(true).map(|r| r.audit_records).sum();
-        let seconds: f64 = of(true).map(|r| r.elapsed.as_secs_f64()).sum();
+fn print_catalogue() {
+    println!("workloads:");
+    for w in WORKLOADS {
         println!(
-            "{:<10} {:>12.0} {:>12.0} {:>7.3} {:>14.2} {:>16.3} {:>14.0} {:>18}",
-            mode,
-            direct,
-            warden,
-            if direct > 0.0 { warden / direct } else { 0.0 },
-            cpu.as_secs_f64(),
-            cpu.as_secs_f64() * 1e6 / transactions.max(1) as f64,
-            records as f64 / seconds.max(f64::EPSILON),
-            format!("{records}/{transactions}"),
+            "  {:<20} {}{}",
+            w.name,
+            w.description,
+            w.needs
+                .map(|n| format!("  [not available: needs {n}]"))
+                .unwrap_or_default()
         );
     }
-    println!(
-        "\naudit rec/stmts: records written while warden relayed the runs (one per statement, \
-         plus one login and one session end per client and run) / statements relayed"
+    println!("configurations:");
+    for c in CONFIGURATIONS {
+        println!(
+            "  {:<20} {}{}",
+            c.name,
+            c.description,
+            c.needs
+                .map(|n| format!("  [not available: needs {n}]"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// Measure the warden built with the same profile as this harness (release), not whatever
+/// the test harness would find first.
+fn use_release_warden() -> Result<()> {
+    if std::env::var_os("WARDEN_BIN").is_some() {
+        return Ok(());
+    }
+    let sibling = std::env::current_exe()?.with_file_name("warden");
+    ensure!(
+        sibling.exists(),
+        "{} not found: run `cargo build --release -p warden-proxy` first",
+        sibling.display()
     );
+    // SAFETY: set before any thread is started.
+    unsafe { std::env::set_var("WARDEN_BIN", sibling) };
+    Ok(())
+}
+
+fn default_out() -> PathBuf {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    warden_tests::warden::workspace_root()
+        .join("target")
+        .join("warden-bench")
+        .join(stamp)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| {
+            let f: Vec<&str> = l.split_whitespace().take(3).collect();
+            (f.len() == 3).then(|| f.join(" "))
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn mem_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map(|k| k / 1024)
+        .unwrap_or(0)
 }

@@ -48,6 +48,12 @@ pub struct PgInstance {
 impl PgInstance {
     /// Creates and starts a new cluster.
     pub fn start() -> Result<PgInstance> {
+        Self::start_with(&[])
+    }
+
+    /// Creates and starts a new cluster with `settings` (`name=value`, as for `postgres -c`)
+    /// applied after the harness's own, so they win (the benchmark raises `max_connections`).
+    pub fn start_with(settings: &[String]) -> Result<PgInstance> {
         let bin_dir = bin_dir()?;
         let scratch = Scratch::new("pg")?;
         let owner = os_owner()?;
@@ -127,6 +133,7 @@ impl PgInstance {
                 ])
                 .args(["-c", &format!("ssl_key_file={}", server_cert.key.display())])
                 .args(SETTINGS.iter().flat_map(|s| ["-c", s]))
+                .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
                 .env("LC_ALL", "C");
             as_owner(&mut postgres, owner);
             let server =
