@@ -567,6 +567,8 @@ fn sessions_measure(
         open_time.as_secs_f64()
     );
     let mut sample = driver_sample(run, 1);
+    // A query that failed at the server was still run (and audited).
+    sample.statements += sample.failed;
     if let (Some(w), Some(before)) = (warden, audit_before) {
         sample.audit_records = Some(settle_audit(w, before)?);
     }

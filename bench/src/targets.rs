@@ -146,8 +146,15 @@ pub fn evaluate(rows: &[Row]) -> Vec<TargetResult> {
                 let kib = r.idle_session_kib;
                 let verdict = match kib {
                     _ if held < 10_000 => Verdict::Open(format!(
-                        "only {held} sessions were held ({}); per-session memory shown",
-                        r.note.as_deref().unwrap_or("--sessions-scale")
+                        "only {held} sessions held: {}",
+                        if r.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains("RLIMIT_NOFILE"))
+                        {
+                            "descriptor limit, see the row's note"
+                        } else {
+                            "--sessions-scale"
+                        }
                     )),
                     Some(k) => judge(k <= IDLE_SESSION_KIB),
                     None => Verdict::Open("no memory figures".into()),
