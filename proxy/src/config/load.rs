@@ -322,17 +322,11 @@ impl Checker<'_> {
         }
         let protocol = match u.protocol.get_ref().as_str() {
             "postgres" | "postgresql" => Some(Protocol::Postgres),
-            "mysql" | "mariadb" => {
-                self.error(
-                    u.protocol.span(),
-                    "protocol `mysql` is not available in this build yet; only `postgres` is",
-                );
-                None
-            }
+            "mysql" | "mariadb" => Some(Protocol::Mysql),
             other => {
                 self.error(
                     u.protocol.span(),
-                    format!("protocol `{other}` is unknown; use `postgres`"),
+                    format!("protocol `{other}` is unknown; use `postgres` or `mysql`"),
                 );
                 None
             }
@@ -341,7 +335,7 @@ impl Checker<'_> {
         let server = self.server_address(&u.server);
         let client_tls = self.client_tls(u.client_tls);
         let server_tls = self.server_tls(u.server_tls, server.as_ref());
-        let auth = self.auth(u.auth, &u.name);
+        let auth = self.auth(u.auth, &u.name, protocol);
         if self.errors.len() > errors_before {
             return None;
         }
@@ -514,7 +508,11 @@ impl Checker<'_> {
         &mut self,
         auth: Option<Spanned<FileAuth>>,
         name: &Spanned<String>,
+        protocol: Option<Protocol>,
     ) -> Option<AuthConfig> {
+        if protocol == Some(Protocol::Mysql) {
+            return self.mysql_auth(auth);
+        }
         let Some(auth) = auth else {
             self.error(
                 name.span(),
@@ -527,6 +525,21 @@ impl Checker<'_> {
         };
         let span = auth.span();
         let auth = auth.into_inner();
+        for (key, value) in [
+            ("mysql_plugin", auth.mysql_plugin.as_ref().map(|v| v.span())),
+            ("rsa_key", auth.rsa_key.as_ref().map(|v| v.span())),
+            (
+                "cache_seconds",
+                auth.cache_seconds.as_ref().map(|v| v.span()),
+            ),
+        ] {
+            if let Some(at) = value {
+                self.error(
+                    at,
+                    format!("`{key}` is a MySQL setting; this upstream speaks PostgreSQL"),
+                );
+            }
+        }
         let users_file = auth
             .users_file
             .as_ref()
@@ -557,7 +570,54 @@ impl Checker<'_> {
             );
             return None;
         }
-        Some(AuthConfig { users_file, query })
+        Some(AuthConfig {
+            users_file,
+            query,
+            mysql: MysqlAuthConfig::default(),
+        })
+    }
+
+    /// `[upstream.auth]` of a MySQL upstream: optional, and it never names a password store.
+    fn mysql_auth(&mut self, auth: Option<Spanned<FileAuth>>) -> Option<AuthConfig> {
+        let mut mysql = MysqlAuthConfig::default();
+        if let Some(auth) = auth {
+            let auth = auth.into_inner();
+            if let Some(f) = &auth.users_file {
+                self.error(
+                    f.span(),
+                    "MySQL upstreams take no users_file: the database checks the client's answer to its own scramble, and warden stores no credentials",
+                );
+            }
+            if let Some(q) = &auth.query {
+                self.error(q.span(), "MySQL upstreams take no [upstream.auth.query]");
+            }
+            if let Some(plugin) = &auth.mysql_plugin {
+                mysql.plugin = match plugin.get_ref().as_str() {
+                    "relay" => MysqlAuthPlugin::Relay,
+                    "caching_sha2_password" => MysqlAuthPlugin::CachingSha2,
+                    other => {
+                        self.error(
+                            plugin.span(),
+                            format!(
+                                "mysql_plugin `{other}` is unknown; use `relay` (the database's own plugin, such as mysql_native_password) or `caching_sha2_password`"
+                            ),
+                        );
+                        return None;
+                    }
+                };
+            }
+            mysql.rsa_key = auth.rsa_key.as_ref().map(|k| self.file_value(k, "RSA key"));
+            mysql.cache = Duration::from_secs(self.positive(
+                &auth.cache_seconds,
+                3600,
+                "auth cache_seconds",
+            )?);
+        }
+        Some(AuthConfig {
+            users_file: None,
+            query: None,
+            mysql,
+        })
     }
 }
 
