@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use warden_tests::equivalence::same_run;
 use warden_tests::mysql::fixtures::{self, app_login};
 use warden_tests::scratch::unique_name;
@@ -147,4 +147,85 @@ async fn sysbench_oltp_read_write_runs_through_warden() -> Result<()> {
             Ok(())
         })
         .await
+}
+
+/// Not a pass/fail test: measures sysbench `oltp_read_only` transactions per second directly
+/// and through warden in the same run, and prints both. Run it against a release build:
+///
+/// ```sh
+/// cargo build --release -p warden-proxy
+/// WARDEN_BIN=target/release/warden cargo test -p warden-tests --test mysql_clients \
+///     sysbench_read_only_direct_vs_warden -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it by name with --ignored"]
+async fn sysbench_read_only_direct_vs_warden() -> Result<()> {
+    ensure!(sysbench_available(), "sysbench is not installed");
+    let proxied = fixtures::through_warden()?;
+    let direct = fixtures::direct()?;
+    let schema = unique_name("sbro");
+    fixtures::mariadb()?.admin_sql(&format!(
+        "CREATE DATABASE {schema}; GRANT ALL ON {schema}.* TO '{}'@'%'",
+        fixtures::APP_USER
+    ))?;
+    let mut login = app_login();
+    login.database = schema;
+    let threads = std::env::var("SYSBENCH_THREADS").unwrap_or_else(|_| "4".into());
+    let seconds = std::env::var("SYSBENCH_TIME").unwrap_or_else(|_| "20".into());
+    let common = ["oltp_read_only", "--tables=4", "--table-size=10000"];
+    let prepare = direct.sysbench(
+        &login,
+        &[&common[..], &["prepare"]].concat(),
+        Duration::from_secs(300),
+    )?;
+    ensure!(prepare.success(), "{}", prepare.describe());
+    let tps = |out: &str| -> Option<f64> {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("transactions:"))?;
+        let inner = line.split('(').nth(1)?;
+        inner.split_whitespace().next()?.parse().ok()
+    };
+    let mut results = Vec::new();
+    for (label, target) in [
+        ("direct", &direct),
+        ("warden", &proxied),
+        ("direct", &direct),
+        ("warden", &proxied),
+    ] {
+        let run = target.sysbench(
+            &login,
+            &[
+                &common[..],
+                &[
+                    &format!("--threads={threads}"),
+                    &format!("--time={seconds}"),
+                    "run",
+                ],
+            ]
+            .concat(),
+            Duration::from_secs(600),
+        )?;
+        ensure!(run.success(), "{label}: {}", run.describe());
+        let value = tps(&run.stdout_text()).context("no TPS in sysbench's output")?;
+        println!(
+            "sysbench oltp_read_only {label}: {value:.1} TPS ({threads} threads, {seconds} s)"
+        );
+        results.push((label, value));
+    }
+    let mean = |l: &str| {
+        let v: Vec<f64> = results
+            .iter()
+            .filter(|(k, _)| *k == l)
+            .map(|(_, v)| *v)
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    println!(
+        "mean: direct {:.1} TPS, warden {:.1} TPS, ratio {:.3}",
+        mean("direct"),
+        mean("warden"),
+        mean("warden") / mean("direct")
+    );
+    Ok(())
 }

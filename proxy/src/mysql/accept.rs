@@ -324,8 +324,8 @@ async fn admit(
             .unwrap_or_default(),
         attributes: response.attributes.clone(),
     };
-    let (stream, _) = reader.into_parts();
-    let mut client_reader = PacketReader::new(stream, max);
+    let (stream, rest) = reader.into_parts();
+    let mut client_reader = PacketReader::with_buffered(stream, max, rest);
     let tls = client_reader.get_ref().is_tls();
     if upstream.config.client_tls.mode == ClientTlsMode::Require && !tls {
         return Err(fail(

@@ -237,8 +237,11 @@ pub async fn login(
         if &*reply.payload() != [0x02] {
             return Err(LoginError::Denied {
                 seq,
-                reason: "the client sent its password in clear over an unencrypted connection"
-                    .into(),
+                reason: format!(
+                    "the client did not ask for warden's RSA public key on an unencrypted connection (it sent {} bytes starting 0x{:02x}); connect with TLS or let the client fetch the server's public key",
+                    reply.len,
+                    reply.first().unwrap_or(0)
+                ),
             });
         }
         let key = sha2

@@ -121,7 +121,7 @@ impl Session {
         let columns = Reader::new(count.head())
             .lenenc("column count")
             .map_err(server_protocol)?;
-        if columns == 0 || columns > 4096 {
+        if columns == 0 || columns > u64::from(u16::MAX) {
             return Err(SessionEnd::ServerProtocol(format!(
                 "a result set with {columns} columns"
             )));
