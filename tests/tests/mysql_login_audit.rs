@@ -29,9 +29,15 @@ async fn statements_logins_and_session_ends_are_audited() -> Result<()> {
         .watch(async {
             let program = unique_name("audit-prog");
             let t = unique_name("audited");
-            let mut conn = target
-                .connect(&app_login(), &MyOptions::program(&program))
-                .await?;
+            let options = MyOptions {
+                attributes: vec![
+                    ("_client_name".into(), "warden-tests".into()),
+                    ("_os".into(), "Linux".into()),
+                    ("_pid".into(), std::process::id().to_string()),
+                ],
+                ..MyOptions::program(&program)
+            };
+            let mut conn = target.connect(&app_login(), &options).await?;
             conn.query_drop(format!(
                 "CREATE TABLE {t} (id INT PRIMARY KEY, secret VARCHAR(20))"
             ))
@@ -90,9 +96,9 @@ async fn statements_logins_and_session_ends_are_audited() -> Result<()> {
                 .find(|r| r.event() == "login")
                 .context("no login record")?;
             ensure!(
-                login
-                    .str("message")
-                    .is_some_and(|m| m.contains("_client_name=mysql_async")),
+                login.str("message").is_some_and(
+                    |m| m.contains("_client_name=warden-tests") && m.contains("_os=Linux")
+                ),
                 "connect attributes missing from the login record:\n{}",
                 login.pretty()
             );

@@ -77,7 +77,6 @@ async fn text_queries_and_multi_statements(target: &MyTarget) -> Result<()> {
             Vec::<String>::new(),
             vec!["3".to_string()],
             vec!["uno".to_string(), "two".to_string()],
-            vec![]
         ],
         "result sets: {sets:?}"
     );

@@ -78,7 +78,7 @@ impl Refused {
         Refused {
             packet: Some(err.packet(seq)),
             code: err.audit_code(),
-            message: err.message,
+            message: err.describe(),
             reason: reason.into(),
             login: login.cloned(),
         }
@@ -394,12 +394,11 @@ async fn admit(
         Ok((AuthOutcome::Accepted(ok), server)) => (ok, server),
         Ok((AuthOutcome::Refused(err, packet), _)) => {
             *client = Some(client_reader.into_parts().0);
-            let reason = format!("the database refused the login: {}", err.message);
             return Err(Refused {
                 packet: Some(packet),
                 code: err.audit_code(),
-                message: err.message,
-                reason,
+                message: err.describe(),
+                reason: "the database refused the login".into(),
                 login: Some(login),
             });
         }

@@ -372,9 +372,10 @@ impl ErrPacket {
         Packet::new(seq, &self.encode())
     }
 
-    /// The code and message as an audit record shows them: `1146/42S02`.
+    /// The error code an audit record shows: the SQLSTATE, as for PostgreSQL (the MySQL error
+    /// number goes into the message, see `describe`).
     pub fn audit_code(&self) -> String {
-        format!("{}/{}", self.code, self.sqlstate)
+        self.sqlstate.clone()
     }
 }
 

@@ -60,8 +60,10 @@ pub struct MyOptions {
     pub tls: MyTls,
     /// The `program_name` connect attribute.
     pub program: Option<String>,
-    /// Multi-statement strings (CLIENT_MULTI_STATEMENTS) are on in mysql_async by default.
+    /// A file LOAD DATA LOCAL INFILE may read.
     pub local_infile: Option<PathBuf>,
+    /// Further connect attributes (mysql_async sends none of its own).
+    pub attributes: Vec<(String, String)>,
 }
 
 impl MyOptions {
@@ -95,6 +97,9 @@ impl MyTarget {
             .stmt_cache_size(0);
         if let Some(program) = &options.program {
             opts = opts.connect_attribute("program_name", program.clone());
+        }
+        for (key, value) in &options.attributes {
+            opts = opts.connect_attribute(key.clone(), value.clone());
         }
         if options.tls == MyTls::VerifyFull {
             opts = opts
