@@ -253,3 +253,33 @@ async fn caching_sha2_password_is_terminated_by_warden() -> Result<()> {
         })
         .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_handshake_closes_only_that_connection() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = fixtures::through_warden()?;
+    target
+        .watch(async {
+            let mut other = target
+                .connect(&app_login(), &MyOptions::program("bystander"))
+                .await?;
+            let mut raw =
+                tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
+            let mut header = [0u8; 4];
+            raw.read_exact(&mut header).await?;
+            let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+            let mut handshake = vec![0u8; len];
+            raw.read_exact(&mut handshake).await?;
+            ensure!(handshake[0] == 10, "not a v10 handshake");
+            // A "handshake response" too short to hold anything.
+            raw.write_all(&[3, 0, 0, 1, 0xff, 0xff, 0xff]).await?;
+            let mut rest = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut rest)).await;
+            ensure!(read.is_ok(), "warden kept the broken connection open");
+            let one: Option<i32> = other.query_first("SELECT 1").await?;
+            ensure!(one == Some(1), "the other session was affected");
+            Ok(())
+        })
+        .await
+}

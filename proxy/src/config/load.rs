@@ -763,4 +763,40 @@ server = "127.0.0.1:5433"
         let e = errors(&GOOD.replace("ca = \"ca.crt\"", ""));
         assert!(e[0].contains("needs `ca`"), "{e:?}");
     }
+
+    #[test]
+    fn mysql_upstreams_need_no_password_store_and_check_their_auth_keys() {
+        let base = "[admin]\nlisten = \"127.0.0.1:9187\"\n[[upstream]]\nname = \"m\"\nprotocol = \"mysql\"\nlisten = \"127.0.0.1:3307\"\nserver = \"127.0.0.1:3306\"\n";
+        let c = Config::parse(Path::new("/etc/w.toml"), base).unwrap();
+        assert_eq!(c.upstreams[0].protocol, Protocol::Mysql);
+        assert_eq!(c.upstreams[0].auth.mysql.plugin, MysqlAuthPlugin::Relay);
+        let sha2 = format!(
+            "{base}[upstream.auth]\nmysql_plugin = \"caching_sha2_password\"\ncache_seconds = 60\n"
+        );
+        let c = Config::parse(Path::new("/etc/w.toml"), &sha2).unwrap();
+        assert_eq!(
+            c.upstreams[0].auth.mysql.plugin,
+            MysqlAuthPlugin::CachingSha2
+        );
+        assert_eq!(c.upstreams[0].auth.mysql.cache, Duration::from_secs(60));
+        let bad = errors(&format!("{base}[upstream.auth]\nusers_file = \"u.txt\"\n"));
+        assert!(
+            bad.iter()
+                .any(|e| e.contains("w.toml:9:") && e.contains("no users_file")),
+            "{bad:?}"
+        );
+        let bad = errors(&format!(
+            "{base}[upstream.auth]\nmysql_plugin = \"sha256\"\n"
+        ));
+        assert!(
+            bad.iter()
+                .any(|e| e.contains("w.toml:9:") && e.contains("mysql_plugin `sha256`")),
+            "{bad:?}"
+        );
+        let pg = GOOD.replace(
+            "users_file = \"users.txt\"",
+            "users_file = \"users.txt\"\nmysql_plugin = \"relay\"",
+        );
+        assert!(errors(&pg).iter().any(|e| e.contains("MySQL setting")));
+    }
 }

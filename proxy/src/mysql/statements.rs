@@ -202,10 +202,12 @@ mod tests {
 
     fn statement(params: u16) -> Prepared {
         Prepared {
-            analysis: Arc::new(
-                warden_analysis::Analyzer::new(warden_analysis::Dialect::MYSQL_DEFAULT, 10, 1000)
-                    .analyze("SELECT ?"),
-            ),
+            analysis: warden_analysis::Analyzer::new(
+                warden_analysis::Dialect::MYSQL_DEFAULT,
+                10,
+                1000,
+            )
+            .analyze("SELECT ?"),
             params,
             columns: 1,
             types: vec![],
