@@ -140,7 +140,14 @@ impl Analyzer {
     /// where a backslash may escape a quote). The text is reported unparseable with `reason`,
     /// and its redacted form shows only what comes before the first literal. Not cached.
     pub fn opaque(&self, sql: &str, reason: &str) -> Arc<Analysis> {
-        let lexemes = match template::lex(sql, self.dialect) {
+        self.opaque_in(self.dialect, sql, reason)
+    }
+
+    /// [`Analyzer::opaque`] for text lexed the way `dialect` lexes it. For a MySQL session
+    /// whose `sql_mode` is unknown, pass the default MySQL dialect: it reads both quote kinds
+    /// as strings, so redaction starts at the first quote of either kind.
+    pub fn opaque_in(&self, dialect: Dialect, sql: &str, reason: &str) -> Arc<Analysis> {
+        let lexemes = match template::lex(sql, dialect) {
             Ok(lexed) => lexed.lexemes,
             Err(unlexable) => unlexable.lexemes,
         };
@@ -150,7 +157,7 @@ impl Analyzer {
             .unwrap_or(lexemes.len());
         let read = &lexemes[..first_literal];
         let redacted = redact::with_hidden_rest(sql, read);
-        let mut analysis = unreadable(sql, self.dialect, read, redacted, reason.to_string());
+        let mut analysis = unreadable(sql, dialect, read, redacted, reason.to_string());
         if let Some(entry) = analysis.statements.first_mut() {
             entry.redacted_sql = analysis.redacted_sql.clone();
         }

@@ -27,7 +27,9 @@ use crate::admin::{self, AdminState};
 use crate::config::{Config, Protocol, UpstreamConfig};
 use crate::logging::LogLevel;
 use crate::metrics::Metrics;
-use crate::pg::accept::{PgUpstream, serve_connection};
+use crate::mysql::accept::MySqlUpstream;
+use crate::mysql::auth::caching_sha2::Sha2Authenticator;
+use crate::pg::accept::PgUpstream;
 use crate::pg::auth::query::AuthQuery;
 use crate::pg::auth::users_file::UsersFile;
 use crate::pg::auth::verifiers::VerifierSource;
@@ -84,7 +86,7 @@ pub struct UpstreamFiles {
 /// Reads an upstream's certificates, keys and users file. Errors name the file and the problem.
 pub fn load_files(config: &UpstreamConfig) -> Result<UpstreamFiles, Vec<String>> {
     let mut errors = Vec::new();
-    let client_tls = crate::tls::client_side(&config.client_tls)
+    let client_tls = crate::tls::client_side(&config.client_tls, config.protocol)
         .map_err(|e| errors.push(format!("upstream `{}`: client TLS: {e}", config.name)))
         .ok()
         .flatten();
@@ -110,6 +112,45 @@ pub fn load_files(config: &UpstreamConfig) -> Result<UpstreamFiles, Vec<String>>
         })
     } else {
         Err(errors)
+    }
+}
+
+/// What a listener serves: the built upstream of its protocol.
+enum Built {
+    Pg(Arc<PgUpstream>),
+    MySql(Arc<MySqlUpstream>),
+}
+
+/// Builds what a listener needs from its configuration.
+fn build_upstream(
+    config: &UpstreamConfig,
+    shared: &Arc<Shared>,
+    cancel: &Arc<CancelRegistry>,
+    metrics: &Metrics,
+    active: Arc<AtomicUsize>,
+) -> Result<Built, Vec<String>> {
+    match config.protocol {
+        Protocol::Postgres => build_pg_upstream(config, shared, cancel, metrics, active)
+            .map(|u| Built::Pg(Arc::new(u))),
+        Protocol::Mysql => {
+            let files = load_files(config)?;
+            let sha2 = match config.auth.mysql.plugin {
+                crate::config::MysqlAuthPlugin::Relay => None,
+                crate::config::MysqlAuthPlugin::CachingSha2 => Some(Arc::new(
+                    Sha2Authenticator::new(&config.auth.mysql)
+                        .map_err(|e| vec![format!("upstream `{}`: {e}", config.name)])?,
+                )),
+            };
+            Ok(Built::MySql(Arc::new(MySqlUpstream {
+                config: config.clone(),
+                client_tls: files.client_tls,
+                server_tls: files.server_tls,
+                metrics: metrics.upstream(&config.name),
+                shared: shared.clone(),
+                sha2,
+                active,
+            })))
+        }
     }
 }
 
@@ -174,7 +215,7 @@ pub fn check(config: &Config) -> Vec<String> {
 /// One bound listener.
 struct Listener {
     listen: SocketAddr,
-    current: Arc<ArcSwap<PgUpstream>>,
+    current: Arc<ArcSwap<Built>>,
     active: Arc<AtomicUsize>,
     stop: watch::Sender<bool>,
 }
@@ -190,9 +231,8 @@ struct Server {
 
 impl Server {
     async fn start_listener(&mut self, config: &UpstreamConfig) -> anyhow::Result<()> {
-        let Protocol::Postgres = config.protocol;
         let active = Arc::new(AtomicUsize::new(0));
-        let upstream = build_pg_upstream(
+        let upstream = build_upstream(
             config,
             &self.shared,
             &self.cancel,
@@ -252,7 +292,7 @@ impl Server {
                 .filter(|l| l.listen == u.listen)
                 .map(|l| l.active.clone())
                 .unwrap_or_default();
-            match build_pg_upstream(u, &self.shared, &self.cancel, &self.metrics, active) {
+            match build_upstream(u, &self.shared, &self.cancel, &self.metrics, active) {
                 Ok(b) => {
                     built.insert(u.name.clone(), b);
                 }
@@ -320,7 +360,7 @@ impl Server {
 
 async fn accept_loop(
     listener: TcpListener,
-    current: Arc<ArcSwap<PgUpstream>>,
+    current: Arc<ArcSwap<Built>>,
     mut stop: watch::Receiver<bool>,
     shutdown: Shutdown,
     tracker: SessionTracker,
@@ -332,13 +372,26 @@ async fn accept_loop(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                let upstream = current.load_full();
                 let shutdown = shutdown.clone();
                 let tracked = tracker.enter();
-                tokio::spawn(async move {
-                    serve_connection(upstream, tcp, peer, shutdown).await;
-                    drop(tracked);
-                });
+                match &**current.load() {
+                    Built::Pg(upstream) => {
+                        let upstream = upstream.clone();
+                        tokio::spawn(async move {
+                            crate::pg::accept::serve_connection(upstream, tcp, peer, shutdown)
+                                .await;
+                            drop(tracked);
+                        });
+                    }
+                    Built::MySql(upstream) => {
+                        let upstream = upstream.clone();
+                        tokio::spawn(async move {
+                            crate::mysql::accept::serve_connection(upstream, tcp, peer, shutdown)
+                                .await;
+                            drop(tracked);
+                        });
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.

@@ -17,7 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::{ClientTlsConfig, ClientTlsMode, ServerTlsConfig, ServerTlsMode};
+use crate::config::{ClientTlsConfig, ClientTlsMode, Protocol, ServerTlsConfig, ServerTlsMode};
 
 /// A TLS file or setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,12 @@ pub struct ClientTls {
 }
 
 /// Builds the TLS server configuration for clients, or `None` when TLS is disabled.
-pub fn client_side(cfg: &ClientTlsConfig) -> Result<Option<ClientTls>, TlsError> {
+/// PostgreSQL listeners announce the `postgresql` ALPN protocol (for direct TLS); MySQL
+/// clients negotiate TLS inside the protocol and send no ALPN, so none is configured.
+pub fn client_side(
+    cfg: &ClientTlsConfig,
+    protocol: Protocol,
+) -> Result<Option<ClientTls>, TlsError> {
     if cfg.mode == ClientTlsMode::Disable {
         return Ok(None);
     }
@@ -104,7 +109,9 @@ pub fn client_side(cfg: &ClientTlsConfig) -> Result<Option<ClientTls>, TlsError>
     let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| file_error(key_path, format!("does not match the certificate: {e}")))?;
-    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    if protocol == Protocol::Postgres {
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
+    }
     Ok(Some(ClientTls {
         config: Arc::new(config),
         channel_binding,

@@ -14,12 +14,16 @@
 //!   ([`pg::wire`]) for what no driver would send.
 //! - [`equivalence`] states what must be byte-for-byte the same through warden as directly;
 //!   [`poll`] waits for asynchronous effects with a deadline instead of sleeping.
+//! - MySQL tests use [`mysql`]: a throwaway MariaDB server ([`mysql::MariaDbInstance`]), a
+//!   [`mysql::MyTarget`] for mysql_async, the mariadb CLI and sysbench, and
+//!   [`both_ways_mysql!`] for direct-versus-warden scenarios.
 //! - Every server is a child that dies with the test process ([`process`]), and every failure
 //!   carries the servers' log tails ([`watch`]).
 
 pub mod equivalence;
 pub mod fixtures;
 pub mod http;
+pub mod mysql;
 pub mod netns;
 pub mod pg;
 pub mod pki;

@@ -1,7 +1,7 @@
 //! What the harness needs to know about a database to put warden in front of it.
 //!
-//! [`crate::pg::PgInstance`] implements it today; the MariaDB instance of a later issue will
-//! implement it too, and [`crate::warden::UpstreamSpec`] is built from either the same way.
+//! [`crate::pg::PgInstance`] and [`crate::mysql::MariaDbInstance`] implement it, and
+//! [`crate::warden::UpstreamSpec`] is built from either the same way.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -95,6 +95,12 @@ pub struct FileServerTls {
 pub struct FileAuth {
     pub users_file: Option<Spanned<String>>,
     pub query: Option<Spanned<FileAuthQuery>>,
+    /// MySQL: the plugin warden offers clients (`relay` or `caching_sha2_password`).
+    pub mysql_plugin: Option<Spanned<String>>,
+    /// MySQL: a PEM RSA private key for caching_sha2_password's public-key exchange.
+    pub rsa_key: Option<Spanned<String>>,
+    /// MySQL: how long a caching_sha2_password fast-auth entry lives in memory.
+    pub cache_seconds: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

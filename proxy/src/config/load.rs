@@ -341,17 +341,11 @@ impl Checker<'_> {
         }
         let protocol = match u.protocol.get_ref().as_str() {
             "postgres" | "postgresql" => Some(Protocol::Postgres),
-            "mysql" | "mariadb" => {
-                self.error(
-                    u.protocol.span(),
-                    "protocol `mysql` is not available in this build yet; only `postgres` is",
-                );
-                None
-            }
+            "mysql" | "mariadb" => Some(Protocol::Mysql),
             other => {
                 self.error(
                     u.protocol.span(),
-                    format!("protocol `{other}` is unknown; use `postgres`"),
+                    format!("protocol `{other}` is unknown; use `postgres` or `mysql`"),
                 );
                 None
             }
@@ -360,7 +354,7 @@ impl Checker<'_> {
         let server = self.server_address(&u.server);
         let client_tls = self.client_tls(u.client_tls);
         let server_tls = self.server_tls(u.server_tls, server.as_ref());
-        let auth = self.auth(u.auth, &u.name);
+        let auth = self.auth(u.auth, &u.name, protocol);
         if self.errors.len() > errors_before {
             return None;
         }
@@ -533,7 +527,11 @@ impl Checker<'_> {
         &mut self,
         auth: Option<Spanned<FileAuth>>,
         name: &Spanned<String>,
+        protocol: Option<Protocol>,
     ) -> Option<AuthConfig> {
+        if protocol == Some(Protocol::Mysql) {
+            return self.mysql_auth(auth);
+        }
         let Some(auth) = auth else {
             self.error(
                 name.span(),
@@ -546,6 +544,21 @@ impl Checker<'_> {
         };
         let span = auth.span();
         let auth = auth.into_inner();
+        for (key, value) in [
+            ("mysql_plugin", auth.mysql_plugin.as_ref().map(|v| v.span())),
+            ("rsa_key", auth.rsa_key.as_ref().map(|v| v.span())),
+            (
+                "cache_seconds",
+                auth.cache_seconds.as_ref().map(|v| v.span()),
+            ),
+        ] {
+            if let Some(at) = value {
+                self.error(
+                    at,
+                    format!("`{key}` is a MySQL setting; this upstream speaks PostgreSQL"),
+                );
+            }
+        }
         let users_file = auth
             .users_file
             .as_ref()
@@ -576,7 +589,54 @@ impl Checker<'_> {
             );
             return None;
         }
-        Some(AuthConfig { users_file, query })
+        Some(AuthConfig {
+            users_file,
+            query,
+            mysql: MysqlAuthConfig::default(),
+        })
+    }
+
+    /// `[upstream.auth]` of a MySQL upstream: optional, and it never names a password store.
+    fn mysql_auth(&mut self, auth: Option<Spanned<FileAuth>>) -> Option<AuthConfig> {
+        let mut mysql = MysqlAuthConfig::default();
+        if let Some(auth) = auth {
+            let auth = auth.into_inner();
+            if let Some(f) = &auth.users_file {
+                self.error(
+                    f.span(),
+                    "MySQL upstreams take no users_file: the database checks the client's answer to its own scramble, and warden stores no credentials",
+                );
+            }
+            if let Some(q) = &auth.query {
+                self.error(q.span(), "MySQL upstreams take no [upstream.auth.query]");
+            }
+            if let Some(plugin) = &auth.mysql_plugin {
+                mysql.plugin = match plugin.get_ref().as_str() {
+                    "relay" => MysqlAuthPlugin::Relay,
+                    "caching_sha2_password" => MysqlAuthPlugin::CachingSha2,
+                    other => {
+                        self.error(
+                            plugin.span(),
+                            format!(
+                                "mysql_plugin `{other}` is unknown; use `relay` (the database's own plugin, such as mysql_native_password) or `caching_sha2_password`"
+                            ),
+                        );
+                        return None;
+                    }
+                };
+            }
+            mysql.rsa_key = auth.rsa_key.as_ref().map(|k| self.file_value(k, "RSA key"));
+            mysql.cache = Duration::from_secs(self.positive(
+                &auth.cache_seconds,
+                3600,
+                "auth cache_seconds",
+            )?);
+        }
+        Some(AuthConfig {
+            users_file: None,
+            query: None,
+            mysql,
+        })
     }
 }
 
@@ -734,5 +794,41 @@ server = "127.0.0.1:5433"
     fn verify_modes_need_a_ca() {
         let e = errors(&GOOD.replace("ca = \"ca.crt\"", ""));
         assert!(e[0].contains("needs `ca`"), "{e:?}");
+    }
+
+    #[test]
+    fn mysql_upstreams_need_no_password_store_and_check_their_auth_keys() {
+        let base = "[admin]\nlisten = \"127.0.0.1:9187\"\n[[upstream]]\nname = \"m\"\nprotocol = \"mysql\"\nlisten = \"127.0.0.1:3307\"\nserver = \"127.0.0.1:3306\"\n";
+        let c = Config::parse(Path::new("/etc/w.toml"), base).unwrap();
+        assert_eq!(c.upstreams[0].protocol, Protocol::Mysql);
+        assert_eq!(c.upstreams[0].auth.mysql.plugin, MysqlAuthPlugin::Relay);
+        let sha2 = format!(
+            "{base}[upstream.auth]\nmysql_plugin = \"caching_sha2_password\"\ncache_seconds = 60\n"
+        );
+        let c = Config::parse(Path::new("/etc/w.toml"), &sha2).unwrap();
+        assert_eq!(
+            c.upstreams[0].auth.mysql.plugin,
+            MysqlAuthPlugin::CachingSha2
+        );
+        assert_eq!(c.upstreams[0].auth.mysql.cache, Duration::from_secs(60));
+        let bad = errors(&format!("{base}[upstream.auth]\nusers_file = \"u.txt\"\n"));
+        assert!(
+            bad.iter()
+                .any(|e| e.contains("w.toml:9:") && e.contains("no users_file")),
+            "{bad:?}"
+        );
+        let bad = errors(&format!(
+            "{base}[upstream.auth]\nmysql_plugin = \"sha256\"\n"
+        ));
+        assert!(
+            bad.iter()
+                .any(|e| e.contains("w.toml:9:") && e.contains("mysql_plugin `sha256`")),
+            "{bad:?}"
+        );
+        let pg = GOOD.replace(
+            "users_file = \"users.txt\"",
+            "users_file = \"users.txt\"\nmysql_plugin = \"relay\"",
+        );
+        assert!(errors(&pg).iter().any(|e| e.contains("MySQL setting")));
     }
 }

@@ -97,12 +97,15 @@ pub struct UpstreamConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Postgres,
+    /// MySQL and MariaDB (and the OceanBase / TiDB / GoldenDB family).
+    Mysql,
 }
 
 impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Postgres => "postgres",
+            Protocol::Mysql => "mysql",
         }
     }
 }
@@ -169,11 +172,44 @@ impl ServerTlsMode {
     }
 }
 
-/// Where warden finds the verifiers it authenticates clients against.
+/// How warden authenticates clients: for PostgreSQL, where it finds the verifiers it checks
+/// clients against; for MySQL, which plugin it offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
     pub users_file: Option<PathBuf>,
     pub query: Option<AuthQueryConfig>,
+    pub mysql: MysqlAuthConfig,
+}
+
+/// MySQL authentication (see docs/ARCHITECTURE.md, "MySQL authentication").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlAuthConfig {
+    pub plugin: MysqlAuthPlugin,
+    /// PEM RSA private key for caching_sha2_password's public-key exchange; generated at
+    /// startup when not set.
+    pub rsa_key: Option<PathBuf>,
+    /// How long a fast-auth entry (derived from a full authentication) is kept in memory.
+    pub cache: Duration,
+}
+
+impl Default for MysqlAuthConfig {
+    fn default() -> Self {
+        MysqlAuthConfig {
+            plugin: MysqlAuthPlugin::Relay,
+            rsa_key: None,
+            cache: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Which authentication plugin warden offers MySQL clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MysqlAuthPlugin {
+    /// The database's own plugin (mysql_native_password, MariaDB's client_ed25519, ...): the
+    /// client answers the database's scramble and the database checks the answer.
+    Relay,
+    /// caching_sha2_password, terminated by warden (the database need not support it).
+    CachingSha2,
 }
 
 /// Fetching verifiers from the database itself (as PgBouncer's auth_query does).

@@ -1,7 +1,7 @@
 //! The path every statement takes, whatever the wire protocol: analysis, the policy decision,
 //! and the audit record.
 //!
-//! Protocol modules (PostgreSQL now, MySQL later) decode the SQL-carrying messages and call
+//! Protocol modules (PostgreSQL and MySQL) decode the SQL-carrying messages and call
 //! into [`Shared`]; they carry decisions out in their own protocol's terms. Everything here is
 //! shared by all sessions of the process.
 
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
-use warden_analysis::{Analysis, Analyzer};
+use warden_analysis::{Analysis, Analyzer, Dialect};
 use warden_audit::AuditSink;
 use warden_policy::{Decision, Refusal, SessionIdentity, StatementPolicy};
 
@@ -67,6 +67,25 @@ impl Shared {
             (Ok(text), None) => self.analyzer.analyze(text),
             (Ok(text), Some(reason)) => self.analyzer.opaque(text, reason),
             (Err(_), _) => self.analyzer.opaque(
+                &String::from_utf8_lossy(sql),
+                "the SQL text is not valid UTF-8",
+            ),
+        }
+    }
+
+    /// Analyses SQL text from a MySQL session. `lexing` is the session's dialect (its
+    /// `sql_mode` lexing switches), or why warden cannot follow the session's lexing (the
+    /// `sql_mode` is unknown, or the client character set can hide quote bytes): the text is
+    /// then opaque. Text that is not UTF-8 is opaque too.
+    pub fn analyze_mysql(&self, sql: &[u8], lexing: Result<Dialect, &str>) -> Arc<Analysis> {
+        match (std::str::from_utf8(sql), lexing) {
+            (Ok(text), Ok(dialect)) => self.analyzer.analyze_in(dialect, text),
+            (Ok(text), Err(reason)) => {
+                self.analyzer
+                    .opaque_in(Dialect::MYSQL_DEFAULT, text, reason)
+            }
+            (Err(_), _) => self.analyzer.opaque_in(
+                Dialect::MYSQL_DEFAULT,
                 &String::from_utf8_lossy(sql),
                 "the SQL text is not valid UTF-8",
             ),

@@ -49,6 +49,8 @@ pub struct UpstreamSpec {
     pub users: String,
     /// Log files of the database behind this upstream, shown on failure.
     pub server_logs: Vec<(String, PathBuf)>,
+    /// Further `[upstream.auth]` keys, as TOML values (MySQL: `mysql_plugin`, `rsa_key`).
+    pub auth: Vec<(String, String)>,
 }
 
 /// `[upstream.client_tls]`: TLS between clients and warden. The certificate and key are the
@@ -94,6 +96,7 @@ impl UpstreamSpec {
             },
             users,
             server_logs: database.log_files(),
+            auth: Vec::new(),
         }
     }
 
@@ -187,11 +190,14 @@ impl WardenConfig {
                 let _ = writeln!(t, "server_name = {}", q(name));
             }
             t.push('\n');
-            let _ = writeln!(
-                t,
-                "[upstream.auth]\nusers_file = {}\n",
-                q(&u.users_file_name())
-            );
+            t.push_str("[upstream.auth]\n");
+            if u.protocol != "mysql" {
+                let _ = writeln!(t, "users_file = {}", q(&u.users_file_name()));
+            }
+            for (key, value) in &u.auth {
+                let _ = writeln!(t, "{key} = {value}");
+            }
+            t.push('\n');
         }
         t.push_str(&self.extra_toml);
         t

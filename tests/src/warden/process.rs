@@ -154,6 +154,18 @@ impl Warden {
         })
     }
 
+    /// MySQL upstream `name` as a client target.
+    pub fn my_target(&self, name: &str) -> Result<crate::mysql::MyTarget> {
+        let target = self.target(name)?;
+        Ok(crate::mysql::MyTarget {
+            via: Via::Warden,
+            host: target.host,
+            port: target.port,
+            ca_cert: target.ca_cert,
+            logs: target.logs,
+        })
+    }
+
     /// Warden's log files and those of the databases behind it.
     pub fn logs(&self) -> Vec<(String, PathBuf)> {
         let mut logs = vec![
@@ -363,7 +375,7 @@ fn assign_ports(config: &mut WardenConfig) -> Result<()> {
 
 /// Writes the configuration file and the users files.
 fn write_files(config: &WardenConfig, dir: &Path, config_path: &Path) -> Result<()> {
-    for u in &config.upstreams {
+    for u in config.upstreams.iter().filter(|u| u.protocol != "mysql") {
         let path = dir.join(u.users_file_name());
         std::fs::write(&path, &u.users)
             .with_context(|| format!("cannot write {}", path.display()))?;

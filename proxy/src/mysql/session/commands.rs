@@ -1,0 +1,422 @@
+//! Client commands: what warden does with each before and after the server answers it.
+//!
+//! COM_QUERY and COM_STMT_PREPARE carry SQL: they are analysed and put to the policy, then
+//! forwarded, refused (warden answers with an ERR and the server never sees the SQL) or
+//! rewritten. COM_STMT_EXECUTE is decoded with the statement's tracked parameter types.
+//! COM_INIT_DB, COM_CHANGE_USER and COM_RESET_CONNECTION change the session's identity or
+//! state, which warden follows. Replication commands are refused. Everything else is
+//! forwarded as it arrived and its one-packet answer relayed.
+
+use time::OffsetDateTime;
+use warden_audit::{AuditEvent, AuditResult};
+use warden_policy::Decision;
+
+use super::lexing::may_change_lexing;
+use super::results::Executed;
+use super::{Session, SessionEnd};
+use crate::mysql::constants::{command, errors};
+use crate::mysql::messages::{ChangeUser, ErrPacket, attribute};
+use crate::mysql::packet::Packet;
+use crate::mysql::statements::{self, Prepared, decode_execute};
+use crate::pg::session::state::Start;
+use crate::pipeline::records::{Completion, SessionRecords};
+
+fn client_protocol(e: crate::mysql::codec::DecodeError) -> SessionEnd {
+    SessionEnd::ClientProtocol(e.to_string())
+}
+
+impl Session {
+    /// Handles one command (a packet with sequence id 0 from the client).
+    pub(super) async fn command(&mut self, packet: Packet) -> Result<(), SessionEnd> {
+        self.metrics.bytes_in.inc_by(packet.raw().len() as u64);
+        if packet.seq != 0 {
+            return Err(SessionEnd::ClientProtocol(format!(
+                "a command with sequence id {} (commands start at 0)",
+                packet.seq
+            )));
+        }
+        let Some(code) = packet.first() else {
+            return Err(SessionEnd::ClientProtocol("an empty command packet".into()));
+        };
+        match code {
+            command::QUIT => {
+                self.to_server(&packet).await?;
+                Err(SessionEnd::Quit)
+            }
+            command::QUERY => self.query(packet).await,
+            command::STMT_PREPARE => self.prepare(packet).await,
+            command::STMT_EXECUTE => self.execute(packet).await,
+            command::STMT_SEND_LONG_DATA => {
+                let payload = packet.payload();
+                let mut r = crate::mysql::codec::Reader::new(&payload);
+                r.u8("command").map_err(client_protocol)?;
+                let id = r.u32("statement id").map_err(client_protocol)?;
+                let param = r.u16("parameter id").map_err(client_protocol)?;
+                if let Some(s) = self.statements.get_mut(id)
+                    && param < s.params
+                {
+                    s.long_data.resize(usize::from(s.params), false);
+                    s.long_data[usize::from(param)] = true;
+                }
+                // No answer.
+                self.to_server(&packet).await
+            }
+            command::STMT_CLOSE => {
+                let id = statements::statement_id(&packet.payload()).map_err(client_protocol)?;
+                self.statements.remove(id);
+                // No answer.
+                self.to_server(&packet).await
+            }
+            command::STMT_RESET => {
+                let id = statements::statement_id(&packet.payload()).map_err(client_protocol)?;
+                if let Some(s) = self.statements.get_mut(id) {
+                    s.long_data.iter_mut().for_each(|l| *l = false);
+                }
+                self.forward(&packet).await?;
+                self.relay_one().await.map(drop)
+            }
+            command::STMT_FETCH => {
+                statements::statement_id(&packet.payload()).map_err(client_protocol)?;
+                self.forward(&packet).await?;
+                // Rows of an open cursor (counted in the metrics only), or an ERR.
+                self.relay_rows().await.map(drop)
+            }
+            command::INIT_DB => self.init_db(packet).await,
+            command::CHANGE_USER => self.change_user(packet).await,
+            command::RESET_CONNECTION => {
+                self.forward(&packet).await?;
+                let answer = self.relay_one().await?;
+                if answer.first() == Some(0x00) {
+                    self.statements.clear();
+                    self.client_out.flush().await.map_err(SessionEnd::Io)?;
+                    self.refresh_lexing().await?;
+                }
+                Ok(())
+            }
+            command::FIELD_LIST => {
+                self.forward(&packet).await?;
+                self.relay_rows().await.map(drop)
+            }
+            command::PROCESS_INFO => {
+                self.forward(&packet).await?;
+                self.relay_result(false).await.map(drop)
+            }
+            command::BINLOG_DUMP
+            | command::BINLOG_DUMP_GTID
+            | command::REGISTER_SLAVE
+            | command::TABLE_DUMP
+            | command::CONNECT_OUT
+            | command::CONNECT
+            | command::DAEMON
+            | command::DELAYED_INSERT
+            | command::MULTI
+            | command::STMT_BULK_EXECUTE => {
+                let err = ErrPacket::new(
+                    errors::NOT_SUPPORTED,
+                    "42000",
+                    format!(
+                        "command 0x{code:02x} (replication or internal) cannot go through warden"
+                    ),
+                );
+                self.to_client(&err.packet(1)).await
+            }
+            // COM_PING, COM_STATISTICS, COM_PROCESS_KILL, COM_DEBUG, COM_SET_OPTION, COM_REFRESH,
+            // COM_SHUTDOWN, COM_SLEEP, COM_TIME: one packet answers them.
+            _ => {
+                self.forward(&packet).await?;
+                self.relay_one().await.map(drop)
+            }
+        }
+    }
+
+    /// Sends a command to the server now: its answer is awaited next.
+    async fn forward(&mut self, packet: &Packet) -> Result<(), SessionEnd> {
+        self.to_server(packet).await?;
+        self.server_out.flush().await.map_err(SessionEnd::Io)
+    }
+
+    async fn query(&mut self, packet: Packet) -> Result<(), SessionEnd> {
+        let start = Start::now();
+        let payload = packet.payload();
+        let sql = &payload[1..];
+        let analysis = self.shared.analyze_mysql(sql, self.lexing.dialect());
+        let decision = self.shared.decide(&self.identity, sql, &analysis);
+        let changes_lexing = may_change_lexing(sql);
+        let rewritten_by = match decision {
+            Decision::Allow => {
+                drop(payload);
+                self.forward(&packet).await?;
+                None
+            }
+            Decision::Refuse(refusal) => {
+                let executed = Executed {
+                    analysis: Some(analysis),
+                    start,
+                    rewritten_by: None,
+                };
+                return self.refuse(executed, refusal).await;
+            }
+            Decision::Rewrite(rewrite) => {
+                let mut out = vec![command::QUERY];
+                out.extend_from_slice(rewrite.sql.as_bytes());
+                self.forward(&Packet::new(0, &out)).await?;
+                Some(rewrite.rule)
+            }
+        };
+        let executed = Executed {
+            analysis: Some(analysis),
+            start,
+            rewritten_by,
+        };
+        self.relay_answer(executed, true).await?;
+        if changes_lexing {
+            self.client_out.flush().await.map_err(SessionEnd::Io)?;
+            self.refresh_lexing().await?;
+        }
+        Ok(())
+    }
+
+    async fn prepare(&mut self, packet: Packet) -> Result<(), SessionEnd> {
+        let start = Start::now();
+        let payload = packet.payload();
+        let sql = &payload[1..];
+        let analysis = self.shared.analyze_mysql(sql, self.lexing.dialect());
+        let decision = self.shared.decide(&self.identity, sql, &analysis);
+        let changes_lexing = may_change_lexing(sql);
+        let rewritten_by = match decision {
+            Decision::Allow => {
+                drop(payload);
+                self.forward(&packet).await?;
+                None
+            }
+            Decision::Refuse(refusal) => {
+                let executed = Executed {
+                    analysis: Some(analysis),
+                    start,
+                    rewritten_by: None,
+                };
+                return self.refuse(executed, refusal).await;
+            }
+            Decision::Rewrite(rewrite) => {
+                let mut out = vec![command::STMT_PREPARE];
+                out.extend_from_slice(rewrite.sql.as_bytes());
+                self.forward(&Packet::new(0, &out)).await?;
+                Some(rewrite.rule)
+            }
+        };
+        let answer = self.from_server().await?;
+        match answer.first() {
+            Some(0x00) => {}
+            Some(0xff) => {
+                let err = ErrPacket::decode(&answer.payload())
+                    .map_err(|e| SessionEnd::ServerProtocol(e.to_string()))?;
+                self.to_client(&answer).await?;
+                let executed = Executed {
+                    analysis: Some(analysis),
+                    start,
+                    rewritten_by,
+                };
+                let completion = Completion {
+                    latency: executed.start.at.elapsed(),
+                    error: Some((err.sqlstate.clone(), err.describe())),
+                    ..Completion::default()
+                };
+                self.record(&executed, 0, executed.start.at, completion);
+                return Ok(());
+            }
+            _ => {
+                return Err(SessionEnd::ServerProtocol(
+                    "unexpected answer to COM_STMT_PREPARE".into(),
+                ));
+            }
+        }
+        let head = answer.payload();
+        let mut r = crate::mysql::codec::Reader::new(&head);
+        let fields = (|| {
+            r.u8("status")?;
+            let id = r.u32("statement id")?;
+            let columns = r.u16("column count")?;
+            let params = r.u16("parameter count")?;
+            Ok::<_, crate::mysql::codec::DecodeError>((id, columns, params))
+        })();
+        let (id, columns, params) =
+            fields.map_err(|e| SessionEnd::ServerProtocol(e.to_string()))?;
+        drop(head);
+        self.to_client(&answer).await?;
+        for count in [params, columns] {
+            if count == 0 {
+                continue;
+            }
+            for _ in 0..count {
+                let definition = self.from_server().await?;
+                self.to_client(&definition).await?;
+            }
+            if !self.deprecate_eof {
+                let eof = self.from_server().await?;
+                self.to_client(&eof).await?;
+            }
+        }
+        let statement = Prepared {
+            analysis,
+            params,
+            columns,
+            types: Vec::new(),
+            long_data: Vec::new(),
+            rewritten_by,
+            changes_lexing,
+        };
+        if !self.statements.insert(id, statement) {
+            return Err(SessionEnd::ClientProtocol(format!(
+                "more than {} prepared statements",
+                statements::MAX_STATEMENTS
+            )));
+        }
+        Ok(())
+    }
+
+    async fn execute(&mut self, packet: Packet) -> Result<(), SessionEnd> {
+        let start = Start::now();
+        let payload = packet.payload();
+        let id = statements::statement_id(&payload).map_err(client_protocol)?;
+        let (analysis, rewritten_by, changes_lexing) = match self.statements.get_mut(id) {
+            Some(statement) => {
+                decode_execute(&payload, statement).map_err(client_protocol)?;
+                (
+                    Some(statement.analysis.clone()),
+                    statement.rewritten_by.clone(),
+                    statement.changes_lexing,
+                )
+            }
+            None => (None, None, false),
+        };
+        drop(payload);
+        let executed = Executed {
+            analysis,
+            start,
+            rewritten_by,
+        };
+        if let Some(refusal) = self.shared.audit_refusal() {
+            return self.refuse(executed, refusal).await;
+        }
+        self.forward(&packet).await?;
+        self.relay_answer(executed, false).await?;
+        if changes_lexing {
+            self.client_out.flush().await.map_err(SessionEnd::Io)?;
+            self.refresh_lexing().await?;
+        }
+        Ok(())
+    }
+
+    /// COM_INIT_DB: the session's default schema changes when the server accepts it.
+    async fn init_db(&mut self, packet: Packet) -> Result<(), SessionEnd> {
+        let start = Start::now();
+        let database = String::from_utf8_lossy(&packet.payload()[1..]).into_owned();
+        let sql = format!("USE `{}`", database.replace('`', "``"));
+        let analysis = self
+            .shared
+            .analyze_mysql(sql.as_bytes(), Ok(warden_analysis::Dialect::MYSQL_DEFAULT));
+        let executed = Executed {
+            analysis: Some(analysis.clone()),
+            start,
+            rewritten_by: None,
+        };
+        if let Decision::Refuse(refusal) =
+            self.shared
+                .decide(&self.identity, sql.as_bytes(), &analysis)
+        {
+            return self.refuse(executed, refusal).await;
+        }
+        self.forward(&packet).await?;
+        let answer = self.relay_one().await?;
+        let error = match answer.first() {
+            Some(0xff) => ErrPacket::decode(&answer.payload())
+                .ok()
+                .map(|e| (e.sqlstate.clone(), e.describe())),
+            _ => None,
+        };
+        if error.is_none() {
+            self.identity.database = database;
+            self.records = SessionRecords::new(&self.identity);
+        }
+        let completion = Completion {
+            latency: executed.start.at.elapsed(),
+            error,
+            ..Completion::default()
+        };
+        self.record(&executed, 0, executed.start.at, completion);
+        Ok(())
+    }
+
+    /// COM_CHANGE_USER: a new login on the same connection. The authentication exchange is
+    /// relayed as at login (the database checks the answer); on success the session takes the
+    /// new identity, forgets its prepared statements and re-reads its lexing. A failed change
+    /// closes the connection.
+    async fn change_user(&mut self, packet: Packet) -> Result<(), SessionEnd> {
+        let capabilities = crate::mysql::constants::caps::SUPPORTED;
+        let change =
+            ChangeUser::decode(&packet.payload(), capabilities).map_err(client_protocol)?;
+        self.forward(&packet).await?;
+        let outcome = loop {
+            let answer = self.from_server().await?;
+            self.to_client(&answer).await?;
+            match answer.first() {
+                Some(0x00) => break Ok(()),
+                Some(0xff) => {
+                    break Err(ErrPacket::decode(&answer.payload()).unwrap_or_else(|_| {
+                        ErrPacket::new(errors::ACCESS_DENIED, "28000", "access denied")
+                    }));
+                }
+                Some(0xfe) | Some(0x01) => {
+                    if &*answer.payload() == [0x01, 0x03] {
+                        continue;
+                    }
+                    self.client_out.flush().await.map_err(SessionEnd::Io)?;
+                    let reply = self.client_in.expect().await.map_err(SessionEnd::client)?;
+                    self.forward(&reply).await?;
+                }
+                _ => {
+                    return Err(SessionEnd::ServerProtocol(
+                        "unexpected packet in COM_CHANGE_USER authentication".into(),
+                    ));
+                }
+            }
+        };
+        let user = String::from_utf8_lossy(&change.user).into_owned();
+        let database = String::from_utf8_lossy(&change.database).into_owned();
+        match outcome {
+            Ok(()) => {
+                self.identity.user = user;
+                self.identity.database = database;
+                if !change.attributes.is_empty() {
+                    self.identity.program = attribute(&change.attributes, "program_name")
+                        .or_else(|| attribute(&change.attributes, "_client_name"))
+                        .unwrap_or_default()
+                        .to_string();
+                }
+                self.records = SessionRecords::new(&self.identity);
+                self.statements.clear();
+                let mut login = self
+                    .records
+                    .event(AuditEvent::Login, OffsetDateTime::now_utc());
+                login.message = Some("COM_CHANGE_USER".into());
+                self.outbox.push(login);
+                self.metrics.login_ok.inc();
+                self.client_out.flush().await.map_err(SessionEnd::Io)?;
+                self.refresh_lexing().await
+            }
+            Err(err) => {
+                let mut identity = self.identity.clone();
+                identity.user = user;
+                identity.database = database;
+                let mut record = SessionRecords::new(&identity)
+                    .event(AuditEvent::LoginFailed, OffsetDateTime::now_utc());
+                record.result = AuditResult::Error;
+                record.error_code = Some(err.sqlstate.clone());
+                record.message = Some(format!("{} (COM_CHANGE_USER)", err.describe()));
+                self.outbox.push(record);
+                self.metrics.login_failed.inc();
+                Err(SessionEnd::ChangeUserFailed)
+            }
+        }
+    }
+}

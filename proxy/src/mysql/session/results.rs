@@ -1,0 +1,337 @@
+//! Relaying the server's answer to one command, and the audit records it completes.
+//!
+//! An answer is one or more results: an OK, an ERR, or a result set (column count, column
+//! definitions, an EOF unless DEPRECATE_EOF, rows, and a terminating EOF/OK). A status flag in
+//! each OK/EOF says whether another result follows (multi-statement strings, stored
+//! procedures). Rows are forwarded as they arrived and only counted; warden reads the first
+//! byte of each packet and decodes only the OK/EOF/ERR packets that end a result.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use warden_analysis::Analysis;
+use warden_policy::Refusal;
+
+use super::{Session, SessionEnd};
+use crate::mysql::codec::Reader;
+use crate::mysql::constants::{errors, status};
+use crate::mysql::messages::{ErrPacket, OkPacket, is_terminator};
+use crate::mysql::packet::Packet;
+use crate::pg::session::state::Start;
+use crate::pipeline::records::Completion;
+
+/// How one result of an answer ended.
+pub(super) enum ResultEnd {
+    Ok { affected: u64, status: u16 },
+    Rows { rows: u64, bytes: u64, status: u16 },
+    Err(ErrPacket),
+}
+
+impl ResultEnd {
+    fn more(&self) -> bool {
+        match self {
+            ResultEnd::Ok { status: s, .. } | ResultEnd::Rows { status: s, .. } => {
+                s & status::MORE_RESULTS_EXISTS != 0
+            }
+            ResultEnd::Err(_) => false,
+        }
+    }
+}
+
+/// What an audit record of a statement stands for.
+pub(super) struct Executed {
+    /// `None` for an execution of a statement warden does not know.
+    pub analysis: Option<Arc<Analysis>>,
+    pub start: Start,
+    pub rewritten_by: Option<String>,
+}
+
+/// The ERR packet a client gets for a refusal: the refusal's SQLSTATE and message, with
+/// MySQL's "access denied" error number for access-rule refusals.
+pub(super) fn refusal_error(refusal: &Refusal) -> ErrPacket {
+    let code = if refusal.sqlstate.starts_with("42") {
+        errors::TABLE_ACCESS_DENIED
+    } else {
+        errors::UNKNOWN
+    };
+    ErrPacket::new(
+        code,
+        &refusal.sqlstate,
+        format!(
+            "{} (refused by warden rule \"{}\")",
+            refusal.message, refusal.rule
+        ),
+    )
+}
+
+impl Session {
+    /// The next packet from the server. The client's buffered output is flushed first when
+    /// nothing more is buffered from the server, so writes are coalesced.
+    pub(super) async fn from_server(&mut self) -> Result<Packet, SessionEnd> {
+        if !self.server_in.has_buffered_packet() {
+            self.client_out.flush().await.map_err(SessionEnd::Io)?;
+        }
+        let packet = self.server_in.expect().await.map_err(SessionEnd::server)?;
+        self.metrics.bytes_out.inc_by(packet.raw().len() as u64);
+        Ok(packet)
+    }
+
+    pub(super) async fn to_client(&mut self, packet: &Packet) -> Result<(), SessionEnd> {
+        self.client_out.push(packet).await.map_err(SessionEnd::Io)
+    }
+
+    pub(super) async fn to_server(&mut self, packet: &Packet) -> Result<(), SessionEnd> {
+        self.server_out.push(packet).await.map_err(SessionEnd::Io)
+    }
+
+    /// Relays one result of an answer. `local_infile`: the command may make the server ask
+    /// for a client file (LOAD DATA LOCAL INFILE).
+    pub(super) async fn relay_result(
+        &mut self,
+        local_infile: bool,
+    ) -> Result<ResultEnd, SessionEnd> {
+        loop {
+            let first = self.from_server().await?;
+            match first.first() {
+                Some(0x00) => {
+                    let ok = OkPacket::decode(&first.payload()).map_err(server_protocol)?;
+                    self.to_client(&first).await?;
+                    return Ok(ResultEnd::Ok {
+                        affected: ok.affected_rows,
+                        status: ok.status,
+                    });
+                }
+                Some(0xff) => {
+                    let err = ErrPacket::decode(&first.payload()).map_err(server_protocol)?;
+                    self.to_client(&first).await?;
+                    return Ok(ResultEnd::Err(err));
+                }
+                Some(0xfb) if local_infile => {
+                    self.to_client(&first).await?;
+                    self.client_out.flush().await.map_err(SessionEnd::Io)?;
+                    self.relay_local_file().await?;
+                }
+                _ => return self.relay_result_set(first).await,
+            }
+        }
+    }
+
+    /// A result set, from its column-count packet on.
+    async fn relay_result_set(&mut self, count: Packet) -> Result<ResultEnd, SessionEnd> {
+        let columns = Reader::new(count.head())
+            .lenenc("column count")
+            .map_err(server_protocol)?;
+        if columns == 0 || columns > u64::from(u16::MAX) {
+            return Err(SessionEnd::ServerProtocol(format!(
+                "a result set with {columns} columns"
+            )));
+        }
+        self.to_client(&count).await?;
+        for _ in 0..columns {
+            let definition = self.from_server().await?;
+            self.to_client(&definition).await?;
+        }
+        if !self.deprecate_eof {
+            let eof = self.from_server().await?;
+            if !is_terminator(&eof, false) {
+                return Err(SessionEnd::ServerProtocol(
+                    "no EOF after the column definitions".into(),
+                ));
+            }
+            let state = OkPacket::decode_eof(&eof.payload()).map_err(server_protocol)?;
+            self.to_client(&eof).await?;
+            if state.status & status::CURSOR_EXISTS != 0 {
+                // A cursor was opened: rows come with COM_STMT_FETCH.
+                return Ok(ResultEnd::Rows {
+                    rows: 0,
+                    bytes: 0,
+                    status: state.status,
+                });
+            }
+        }
+        self.relay_rows().await
+    }
+
+    /// Rows up to the terminating EOF/OK (or an ERR that breaks the result off).
+    pub(super) async fn relay_rows(&mut self) -> Result<ResultEnd, SessionEnd> {
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        loop {
+            let packet = self.from_server().await?;
+            match packet.first() {
+                Some(0xff) => {
+                    let err = ErrPacket::decode(&packet.payload()).map_err(server_protocol)?;
+                    self.to_client(&packet).await?;
+                    return Ok(ResultEnd::Err(err));
+                }
+                Some(0xfe) if is_terminator(&packet, self.deprecate_eof) => {
+                    let end = if self.deprecate_eof {
+                        OkPacket::decode(&packet.payload())
+                    } else {
+                        OkPacket::decode_eof(&packet.payload())
+                    }
+                    .map_err(server_protocol)?;
+                    self.to_client(&packet).await?;
+                    return Ok(ResultEnd::Rows {
+                        rows,
+                        bytes,
+                        status: end.status,
+                    });
+                }
+                _ => {
+                    rows += 1;
+                    bytes += packet.len as u64;
+                    self.to_client(&packet).await?;
+                }
+            }
+        }
+    }
+
+    /// LOAD DATA LOCAL INFILE: the client's file, packet by packet, up to an empty packet.
+    async fn relay_local_file(&mut self) -> Result<(), SessionEnd> {
+        loop {
+            let packet = self.client_in.expect().await.map_err(SessionEnd::client)?;
+            self.metrics.bytes_in.inc_by(packet.raw().len() as u64);
+            self.to_server(&packet).await?;
+            if packet.len == 0 {
+                return self.server_out.flush().await.map_err(SessionEnd::Io);
+            }
+        }
+    }
+
+    /// Relays a whole answer to a statement-carrying command and records one audit record per
+    /// statement. Results beyond the statements the analysis found (a CALL's result sets) add
+    /// their rows to the last statement's record.
+    pub(super) async fn relay_answer(
+        &mut self,
+        executed: Executed,
+        local_infile: bool,
+    ) -> Result<(), SessionEnd> {
+        let statements = executed
+            .analysis
+            .as_ref()
+            .map(|a| a.statements.len())
+            .unwrap_or(0)
+            .max(1);
+        let mut index = 0;
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        let mut began = executed.start.at;
+        loop {
+            let end = self.relay_result(local_infile).await?;
+            let more = end.more();
+            let error = match end {
+                ResultEnd::Ok { affected, .. } => {
+                    rows += affected;
+                    None
+                }
+                ResultEnd::Rows {
+                    rows: r, bytes: b, ..
+                } => {
+                    rows += r;
+                    bytes += b;
+                    None
+                }
+                ResultEnd::Err(e) => Some(e),
+            };
+            if !more || index + 1 < statements {
+                let completion = Completion {
+                    rows: Some(rows),
+                    result_bytes: Some(bytes),
+                    latency: began.elapsed(),
+                    error: error.map(|e| (e.sqlstate.clone(), e.describe())),
+                    refused: None,
+                    rewritten_by: executed.rewritten_by.clone(),
+                };
+                self.record(&executed, index, began, completion);
+                index += 1;
+                rows = 0;
+                bytes = 0;
+                began = Instant::now();
+            }
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One audit record, and the statement metrics.
+    pub(super) fn record(
+        &mut self,
+        executed: &Executed,
+        index: usize,
+        began: Instant,
+        completion: Completion,
+    ) {
+        let record = match &executed.analysis {
+            Some(analysis) => self.records.statement(
+                executed.start.time,
+                analysis,
+                analysis.statements.get(index),
+                &completion,
+            ),
+            None => {
+                let analysis = self
+                    .shared
+                    .analyze_mysql(b"", Err("the statement is unknown to warden"));
+                let mut record =
+                    self.records
+                        .statement(executed.start.time, &analysis, None, &completion);
+                record.statement_kind = Some("unknown".into());
+                record.sql = Some("<prepared statement unknown to warden>".into());
+                record
+            }
+        };
+        let kind = if completion.refused.is_some() {
+            "refused"
+        } else {
+            record.statement_kind.as_deref().unwrap_or("unparsed")
+        };
+        self.metrics.statement(kind);
+        self.metrics
+            .duration
+            .observe(Instant::now().duration_since(began).as_secs_f64());
+        self.outbox.push(record);
+    }
+
+    /// Answers a refused command with the refusal's ERR and records one refused record per
+    /// statement of its text.
+    pub(super) async fn refuse(
+        &mut self,
+        executed: Executed,
+        refusal: Refusal,
+    ) -> Result<(), SessionEnd> {
+        let statements = executed
+            .analysis
+            .as_ref()
+            .map(|a| a.statements.len())
+            .unwrap_or(0)
+            .max(1);
+        for index in 0..statements {
+            let completion = Completion {
+                refused: Some(refusal.clone()),
+                latency: executed.start.at.elapsed(),
+                ..Completion::default()
+            };
+            self.record(&executed, index, executed.start.at, completion);
+        }
+        let err = refusal_error(&refusal);
+        self.to_client(&err.packet(1)).await
+    }
+
+    /// Relays a single-packet answer (OK, ERR, EOF, or COM_STATISTICS' text); returns it.
+    pub(super) async fn relay_one(&mut self) -> Result<Packet, SessionEnd> {
+        let packet = self.from_server().await?;
+        self.to_client(&packet).await?;
+        Ok(packet)
+    }
+}
+
+fn server_protocol(e: crate::mysql::codec::DecodeError) -> SessionEnd {
+    SessionEnd::ServerProtocol(e.to_string())
+}
+
+impl ErrPacket {
+    /// The message as an audit record shows it: MySQL's error number, then the text.
+    pub fn describe(&self) -> String {
+        format!("{}: {}", self.code, self.message)
+    }
+}
