@@ -275,17 +275,18 @@ async fn admit(
 
     // The client's first packet: an SSL request, or its handshake response.
     let max = limits.max_message_bytes;
-    let mut reader = PacketReader::new(client.take().expect("stream"), 64 * 1024);
-    let first = read_client(&mut reader, client).await?;
+    // Read exactly one packet: a client that asks for TLS sends its ClientHello right behind
+    // the SSL request, and those bytes belong to the TLS layer.
+    let mut stream = client.take().expect("stream");
+    let first = match read_one_packet(&mut stream).await {
+        Ok(p) => p,
+        Err(e) => return Err(Refused::silent(e)),
+    };
+    let mut reader = PacketReader::new(stream, 64 * 1024);
     let mut response = decode_response(&first, client, None)?;
     let mut seq = first.last_seq.wrapping_add(1);
     if response.ssl_request {
-        let (stream, rest) = reader.into_parts();
-        if !rest.is_empty() {
-            return Err(Refused::silent(
-                "the client sent data before the TLS handshake",
-            ));
-        }
+        let (stream, _) = reader.into_parts();
         let Some(tls) = &upstream.client_tls else {
             *client = Some(stream);
             return Err(Refused::error(
@@ -542,6 +543,29 @@ fn fail(
 ) -> Refused {
     *client = Some(reader.into_parts().0);
     Refused::error(seq, err, reason, Some(login))
+}
+
+/// Reads one small packet without reading past it.
+async fn read_one_packet(stream: &mut Stream) -> Result<Packet, String> {
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; 4];
+    match stream.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err("the client closed before logging in".into());
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+    if len > 64 * 1024 {
+        return Err(format!("a handshake response of {len} bytes"));
+    }
+    let mut payload = vec![0u8; len];
+    stream
+        .read_exact(&mut payload)
+        .await
+        .map_err(|e| format!("the client closed during the handshake: {e}"))?;
+    Ok(Packet::new(header[3], &payload))
 }
 
 async fn read_client(
