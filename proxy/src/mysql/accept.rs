@@ -46,13 +46,13 @@ pub struct MySqlUpstream {
 
 /// Why a connection did not become a session.
 struct Refused {
-    /// What the client is told, and the sequence id of that packet.
-    packet: Option<Packet>,
+    /// What the client is told (numbered).
+    packet: Option<Box<Packet>>,
     code: String,
     message: String,
     reason: String,
     /// Who tried to log in, when that is known.
-    login: Option<Login>,
+    login: Option<Box<Login>>,
 }
 
 /// Who a client says it is, from its handshake response.
@@ -76,11 +76,11 @@ impl Refused {
 
     fn error(seq: u8, err: ErrPacket, reason: impl Into<String>, login: Option<&Login>) -> Refused {
         Refused {
-            packet: Some(err.packet(seq)),
+            packet: Some(Box::new(err.packet(seq))),
             code: err.audit_code(),
             message: err.describe(),
             reason: reason.into(),
-            login: login.cloned(),
+            login: login.cloned().map(Box::new),
         }
     }
 }
@@ -396,11 +396,11 @@ async fn admit(
         Ok((AuthOutcome::Refused(err, packet), _)) => {
             *client = Some(client_reader.into_parts().0);
             return Err(Refused {
-                packet: Some(packet),
+                packet: Some(Box::new(packet)),
                 code: err.audit_code(),
                 message: err.describe(),
                 reason: "the database refused the login".into(),
-                login: Some(login),
+                login: Some(Box::new(login)),
             });
         }
         Err(LoginError::Client(e)) => return Err(Refused::silent(e)),
