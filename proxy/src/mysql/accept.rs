@@ -46,13 +46,13 @@ pub struct MySqlUpstream {
 
 /// Why a connection did not become a session.
 struct Refused {
-    /// What the client is told, and the sequence id of that packet.
-    packet: Option<Packet>,
+    /// What the client is told (numbered).
+    packet: Option<Box<Packet>>,
     code: String,
     message: String,
     reason: String,
     /// Who tried to log in, when that is known.
-    login: Option<Login>,
+    login: Option<Box<Login>>,
 }
 
 /// Who a client says it is, from its handshake response.
@@ -76,11 +76,11 @@ impl Refused {
 
     fn error(seq: u8, err: ErrPacket, reason: impl Into<String>, login: Option<&Login>) -> Refused {
         Refused {
-            packet: Some(err.packet(seq)),
+            packet: Some(Box::new(err.packet(seq))),
             code: err.audit_code(),
             message: err.describe(),
             reason: reason.into(),
-            login: login.cloned(),
+            login: login.cloned().map(Box::new),
         }
     }
 }
@@ -275,17 +275,18 @@ async fn admit(
 
     // The client's first packet: an SSL request, or its handshake response.
     let max = limits.max_message_bytes;
-    let mut reader = PacketReader::new(client.take().expect("stream"), 64 * 1024);
-    let first = read_client(&mut reader, client).await?;
+    // Read exactly one packet: a client that asks for TLS sends its ClientHello right behind
+    // the SSL request, and those bytes belong to the TLS layer.
+    let mut stream = client.take().expect("stream");
+    let first = match read_one_packet(&mut stream).await {
+        Ok(p) => p,
+        Err(e) => return Err(Refused::silent(e)),
+    };
+    let mut reader = PacketReader::new(stream, 64 * 1024);
     let mut response = decode_response(&first, client, None)?;
     let mut seq = first.last_seq.wrapping_add(1);
     if response.ssl_request {
-        let (stream, rest) = reader.into_parts();
-        if !rest.is_empty() {
-            return Err(Refused::silent(
-                "the client sent data before the TLS handshake",
-            ));
-        }
+        let (stream, _) = reader.into_parts();
         let Some(tls) = &upstream.client_tls else {
             *client = Some(stream);
             return Err(Refused::error(
@@ -395,11 +396,11 @@ async fn admit(
         Ok((AuthOutcome::Refused(err, packet), _)) => {
             *client = Some(client_reader.into_parts().0);
             return Err(Refused {
-                packet: Some(packet),
+                packet: Some(Box::new(packet)),
                 code: err.audit_code(),
                 message: err.describe(),
                 reason: "the database refused the login".into(),
-                login: Some(login),
+                login: Some(Box::new(login)),
             });
         }
         Err(LoginError::Client(e)) => return Err(Refused::silent(e)),
@@ -542,6 +543,29 @@ fn fail(
 ) -> Refused {
     *client = Some(reader.into_parts().0);
     Refused::error(seq, err, reason, Some(login))
+}
+
+/// Reads one small packet without reading past it.
+async fn read_one_packet(stream: &mut Stream) -> Result<Packet, String> {
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; 4];
+    match stream.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err("the client closed before logging in".into());
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+    if len > 64 * 1024 {
+        return Err(format!("a handshake response of {len} bytes"));
+    }
+    let mut payload = vec![0u8; len];
+    stream
+        .read_exact(&mut payload)
+        .await
+        .map_err(|e| format!("the client closed during the handshake: {e}"))?;
+    Ok(Packet::new(header[3], &payload))
 }
 
 async fn read_client(

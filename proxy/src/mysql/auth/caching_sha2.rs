@@ -234,7 +234,7 @@ pub async fn login(
             .unwrap_or(payload.len());
         Zeroizing::new(payload[..end].to_vec())
     } else {
-        if &*reply.payload() != [0x02] {
+        if *reply.payload() != [0x02] {
             return Err(LoginError::Denied {
                 seq,
                 reason: format!(

@@ -61,7 +61,7 @@ pub async fn relay_exchange(
             Some(0xfe) | Some(0x01) => {
                 send(client, &out).await.map_err(ExchangeError::Client)?;
                 // caching_sha2_password's "fast authentication succeeded": the OK follows.
-                if &*packet.payload() == [0x01, 0x03] {
+                if *packet.payload() == [0x01, 0x03] {
                     continue;
                 }
                 let answer = client.expect().await.map_err(ExchangeError::Client)?;

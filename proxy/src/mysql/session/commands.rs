@@ -40,7 +40,7 @@ impl Session {
         };
         match code {
             command::QUIT => {
-                self.to_server(&packet).await?;
+                self.send_server(&packet).await?;
                 Err(SessionEnd::Quit)
             }
             command::QUERY => self.query(packet).await,
@@ -59,13 +59,13 @@ impl Session {
                     s.long_data[usize::from(param)] = true;
                 }
                 // No answer.
-                self.to_server(&packet).await
+                self.send_server(&packet).await
             }
             command::STMT_CLOSE => {
                 let id = statements::statement_id(&packet.payload()).map_err(client_protocol)?;
                 self.statements.remove(id);
                 // No answer.
-                self.to_server(&packet).await
+                self.send_server(&packet).await
             }
             command::STMT_RESET => {
                 let id = statements::statement_id(&packet.payload()).map_err(client_protocol)?;
@@ -118,7 +118,7 @@ impl Session {
                         "command 0x{code:02x} (replication or internal) cannot go through warden"
                     ),
                 );
-                self.to_client(&err.packet(1)).await
+                self.send_client(&err.packet(1)).await
             }
             // COM_PING, COM_STATISTICS, COM_PROCESS_KILL, COM_DEBUG, COM_SET_OPTION, COM_REFRESH,
             // COM_SHUTDOWN, COM_SLEEP, COM_TIME: one packet answers them.
@@ -131,7 +131,7 @@ impl Session {
 
     /// Sends a command to the server now: its answer is awaited next.
     async fn forward(&mut self, packet: &Packet) -> Result<(), SessionEnd> {
-        self.to_server(packet).await?;
+        self.send_server(packet).await?;
         self.server_out.flush().await.map_err(SessionEnd::Io)
     }
 
@@ -204,13 +204,13 @@ impl Session {
                 Some(rewrite.rule)
             }
         };
-        let answer = self.from_server().await?;
+        let answer = self.server_packet().await?;
         match answer.first() {
             Some(0x00) => {}
             Some(0xff) => {
                 let err = ErrPacket::decode(&answer.payload())
                     .map_err(|e| SessionEnd::ServerProtocol(e.to_string()))?;
-                self.to_client(&answer).await?;
+                self.send_client(&answer).await?;
                 let executed = Executed {
                     analysis: Some(analysis),
                     start,
@@ -242,18 +242,18 @@ impl Session {
         let (id, columns, params) =
             fields.map_err(|e| SessionEnd::ServerProtocol(e.to_string()))?;
         drop(head);
-        self.to_client(&answer).await?;
+        self.send_client(&answer).await?;
         for count in [params, columns] {
             if count == 0 {
                 continue;
             }
             for _ in 0..count {
-                let definition = self.from_server().await?;
-                self.to_client(&definition).await?;
+                let definition = self.server_packet().await?;
+                self.send_client(&definition).await?;
             }
             if !self.deprecate_eof {
-                let eof = self.from_server().await?;
-                self.to_client(&eof).await?;
+                let eof = self.server_packet().await?;
+                self.send_client(&eof).await?;
             }
         }
         let statement = Prepared {
@@ -357,8 +357,8 @@ impl Session {
             ChangeUser::decode(&packet.payload(), capabilities).map_err(client_protocol)?;
         self.forward(&packet).await?;
         let outcome = loop {
-            let answer = self.from_server().await?;
-            self.to_client(&answer).await?;
+            let answer = self.server_packet().await?;
+            self.send_client(&answer).await?;
             match answer.first() {
                 Some(0x00) => break Ok(()),
                 Some(0xff) => {
@@ -367,7 +367,7 @@ impl Session {
                     }));
                 }
                 Some(0xfe) | Some(0x01) => {
-                    if &*answer.payload() == [0x01, 0x03] {
+                    if *answer.payload() == [0x01, 0x03] {
                         continue;
                     }
                     self.client_out.flush().await.map_err(SessionEnd::Io)?;

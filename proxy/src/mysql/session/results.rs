@@ -67,7 +67,7 @@ pub(super) fn refusal_error(refusal: &Refusal) -> ErrPacket {
 impl Session {
     /// The next packet from the server. The client's buffered output is flushed first when
     /// nothing more is buffered from the server, so writes are coalesced.
-    pub(super) async fn from_server(&mut self) -> Result<Packet, SessionEnd> {
+    pub(super) async fn server_packet(&mut self) -> Result<Packet, SessionEnd> {
         if !self.server_in.has_buffered_packet() {
             self.client_out.flush().await.map_err(SessionEnd::Io)?;
         }
@@ -76,11 +76,11 @@ impl Session {
         Ok(packet)
     }
 
-    pub(super) async fn to_client(&mut self, packet: &Packet) -> Result<(), SessionEnd> {
+    pub(super) async fn send_client(&mut self, packet: &Packet) -> Result<(), SessionEnd> {
         self.client_out.push(packet).await.map_err(SessionEnd::Io)
     }
 
-    pub(super) async fn to_server(&mut self, packet: &Packet) -> Result<(), SessionEnd> {
+    pub(super) async fn send_server(&mut self, packet: &Packet) -> Result<(), SessionEnd> {
         self.server_out.push(packet).await.map_err(SessionEnd::Io)
     }
 
@@ -91,11 +91,11 @@ impl Session {
         local_infile: bool,
     ) -> Result<ResultEnd, SessionEnd> {
         loop {
-            let first = self.from_server().await?;
+            let first = self.server_packet().await?;
             match first.first() {
                 Some(0x00) => {
                     let ok = OkPacket::decode(&first.payload()).map_err(server_protocol)?;
-                    self.to_client(&first).await?;
+                    self.send_client(&first).await?;
                     return Ok(ResultEnd::Ok {
                         affected: ok.affected_rows,
                         status: ok.status,
@@ -103,11 +103,11 @@ impl Session {
                 }
                 Some(0xff) => {
                     let err = ErrPacket::decode(&first.payload()).map_err(server_protocol)?;
-                    self.to_client(&first).await?;
+                    self.send_client(&first).await?;
                     return Ok(ResultEnd::Err(err));
                 }
                 Some(0xfb) if local_infile => {
-                    self.to_client(&first).await?;
+                    self.send_client(&first).await?;
                     self.client_out.flush().await.map_err(SessionEnd::Io)?;
                     self.relay_local_file().await?;
                 }
@@ -126,20 +126,20 @@ impl Session {
                 "a result set with {columns} columns"
             )));
         }
-        self.to_client(&count).await?;
+        self.send_client(&count).await?;
         for _ in 0..columns {
-            let definition = self.from_server().await?;
-            self.to_client(&definition).await?;
+            let definition = self.server_packet().await?;
+            self.send_client(&definition).await?;
         }
         if !self.deprecate_eof {
-            let eof = self.from_server().await?;
+            let eof = self.server_packet().await?;
             if !is_terminator(&eof, false) {
                 return Err(SessionEnd::ServerProtocol(
                     "no EOF after the column definitions".into(),
                 ));
             }
             let state = OkPacket::decode_eof(&eof.payload()).map_err(server_protocol)?;
-            self.to_client(&eof).await?;
+            self.send_client(&eof).await?;
             if state.status & status::CURSOR_EXISTS != 0 {
                 // A cursor was opened: rows come with COM_STMT_FETCH.
                 return Ok(ResultEnd::Rows {
@@ -156,11 +156,11 @@ impl Session {
     pub(super) async fn relay_rows(&mut self) -> Result<ResultEnd, SessionEnd> {
         let (mut rows, mut bytes) = (0u64, 0u64);
         loop {
-            let packet = self.from_server().await?;
+            let packet = self.server_packet().await?;
             match packet.first() {
                 Some(0xff) => {
                     let err = ErrPacket::decode(&packet.payload()).map_err(server_protocol)?;
-                    self.to_client(&packet).await?;
+                    self.send_client(&packet).await?;
                     return Ok(ResultEnd::Err(err));
                 }
                 Some(0xfe) if is_terminator(&packet, self.deprecate_eof) => {
@@ -170,7 +170,7 @@ impl Session {
                         OkPacket::decode_eof(&packet.payload())
                     }
                     .map_err(server_protocol)?;
-                    self.to_client(&packet).await?;
+                    self.send_client(&packet).await?;
                     return Ok(ResultEnd::Rows {
                         rows,
                         bytes,
@@ -180,7 +180,7 @@ impl Session {
                 _ => {
                     rows += 1;
                     bytes += packet.len as u64;
-                    self.to_client(&packet).await?;
+                    self.send_client(&packet).await?;
                 }
             }
         }
@@ -191,7 +191,7 @@ impl Session {
         loop {
             let packet = self.client_in.expect().await.map_err(SessionEnd::client)?;
             self.metrics.bytes_in.inc_by(packet.raw().len() as u64);
-            self.to_server(&packet).await?;
+            self.send_server(&packet).await?;
             if packet.len == 0 {
                 return self.server_out.flush().await.map_err(SessionEnd::Io);
             }
@@ -314,13 +314,13 @@ impl Session {
             self.record(&executed, index, executed.start.at, completion);
         }
         let err = refusal_error(&refusal);
-        self.to_client(&err.packet(1)).await
+        self.send_client(&err.packet(1)).await
     }
 
     /// Relays a single-packet answer (OK, ERR, EOF, or COM_STATISTICS' text); returns it.
     pub(super) async fn relay_one(&mut self) -> Result<Packet, SessionEnd> {
-        let packet = self.from_server().await?;
-        self.to_client(&packet).await?;
+        let packet = self.server_packet().await?;
+        self.send_client(&packet).await?;
         Ok(packet)
     }
 }
