@@ -208,6 +208,11 @@ pub fn check(config: &Config) -> Vec<String> {
         if let Err(e) = load_files(upstream) {
             problems.extend(e);
         }
+        if let Some(path) = &upstream.auth.mysql.rsa_key
+            && let Err(e) = crate::mysql::auth::caching_sha2::RsaKey::load(path)
+        {
+            problems.push(format!("upstream `{}`: {e}", upstream.name));
+        }
     }
     problems
 }

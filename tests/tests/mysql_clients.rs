@@ -149,7 +149,16 @@ async fn sysbench_oltp_read_write_runs_through_warden() -> Result<()> {
 #[ignore = "a measurement, not a test: run it by name with --ignored"]
 async fn sysbench_read_only_direct_vs_warden() -> Result<()> {
     ensure!(sysbench_available(), "sysbench is not installed");
-    let proxied = fixtures::through_warden()?;
+    // Plain TCP on both legs, as the direct connection: the comparison measures the relay.
+    let mut spec = fixtures::upstream()?;
+    spec.server_tls = warden_tests::warden::ServerTlsSpec {
+        mode: "disable".into(),
+        ca: None,
+        server_name: None,
+    };
+    let warden =
+        warden_tests::warden::Warden::start(warden_tests::warden::WardenConfig::new(spec))?;
+    let proxied = warden.my_target("mysql")?;
     let direct = fixtures::direct()?;
     let schema = unique_name("sbro");
     fixtures::mariadb()?.admin_sql(&format!(
