@@ -3,7 +3,7 @@
 //! The file format is documented in `docs/CONFIG.md`. [`Config::load`] parses the TOML
 //! (`file.rs`), checks every value (`load.rs`) and returns either a validated configuration or
 //! every problem found, each naming its line. Files the configuration points at (certificates,
-//! users files) are checked when the runtime is built from it (`crate::runtime`), so
+//! users files) are checked when the runtime is built from it (`crate::server`), so
 //! `config check` runs the same code as `serve`.
 
 mod error;
