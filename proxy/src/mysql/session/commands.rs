@@ -7,7 +7,10 @@
 //! state, which warden follows. Replication commands are refused. Everything else is
 //! forwarded as it arrived and its one-packet answer relayed.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
+use warden_analysis::Analysis;
 use warden_audit::{AuditEvent, AuditResult};
 use warden_policy::Decision;
 
@@ -135,17 +138,24 @@ impl Session {
         self.server_out.flush().await.map_err(SessionEnd::Io)
     }
 
-    async fn query(&mut self, packet: Packet) -> Result<(), SessionEnd> {
+    /// Analyses a SQL-carrying command (COM_QUERY, COM_STMT_PREPARE), puts it to the policy and
+    /// sends the database what it decided. `None` when it was refused: the client has its error
+    /// and the database saw nothing.
+    async fn decide_and_send(
+        &mut self,
+        packet: &Packet,
+        command: u8,
+    ) -> Result<Option<Sent>, SessionEnd> {
         let start = Start::now();
         let payload = packet.payload();
         let sql = &payload[1..];
         let analysis = self.shared.analyze_mysql(sql, self.lexing.dialect());
         let decision = self.shared.decide(&self.identity, sql, &analysis);
         let changes_lexing = may_change_lexing(sql);
+        drop(payload);
         let rewritten_by = match decision {
             Decision::Allow => {
-                drop(payload);
-                self.forward(&packet).await?;
+                self.forward(packet).await?;
                 None
             }
             Decision::Refuse(refusal) => {
@@ -154,22 +164,33 @@ impl Session {
                     start,
                     rewritten_by: None,
                 };
-                return self.refuse(executed, refusal).await;
+                self.refuse(executed, refusal).await?;
+                return Ok(None);
             }
             Decision::Rewrite(rewrite) => {
-                let mut out = vec![command::QUERY];
+                let mut out = vec![command];
                 out.extend_from_slice(rewrite.sql.as_bytes());
                 self.forward(&Packet::new(0, &out)).await?;
                 Some(rewrite.rule)
             }
         };
-        let executed = Executed {
-            analysis: Some(analysis),
-            start,
-            rewritten_by,
+        Ok(Some(Sent {
+            executed: Executed {
+                analysis: Some(analysis.clone()),
+                start,
+                rewritten_by,
+            },
+            analysis,
+            changes_lexing,
+        }))
+    }
+
+    async fn query(&mut self, packet: Packet) -> Result<(), SessionEnd> {
+        let Some(sent) = self.decide_and_send(&packet, command::QUERY).await? else {
+            return Ok(());
         };
-        self.relay_answer(executed, true).await?;
-        if changes_lexing {
+        self.relay_answer(sent.executed, true).await?;
+        if sent.changes_lexing {
             self.client_out.flush().await.map_err(SessionEnd::Io)?;
             self.refresh_lexing().await?;
         }
@@ -177,32 +198,13 @@ impl Session {
     }
 
     async fn prepare(&mut self, packet: Packet) -> Result<(), SessionEnd> {
-        let start = Start::now();
-        let payload = packet.payload();
-        let sql = &payload[1..];
-        let analysis = self.shared.analyze_mysql(sql, self.lexing.dialect());
-        let decision = self.shared.decide(&self.identity, sql, &analysis);
-        let changes_lexing = may_change_lexing(sql);
-        let rewritten_by = match decision {
-            Decision::Allow => {
-                drop(payload);
-                self.forward(&packet).await?;
-                None
-            }
-            Decision::Refuse(refusal) => {
-                let executed = Executed {
-                    analysis: Some(analysis),
-                    start,
-                    rewritten_by: None,
-                };
-                return self.refuse(executed, refusal).await;
-            }
-            Decision::Rewrite(rewrite) => {
-                let mut out = vec![command::STMT_PREPARE];
-                out.extend_from_slice(rewrite.sql.as_bytes());
-                self.forward(&Packet::new(0, &out)).await?;
-                Some(rewrite.rule)
-            }
+        let Some(Sent {
+            executed,
+            analysis,
+            changes_lexing,
+        }) = self.decide_and_send(&packet, command::STMT_PREPARE).await?
+        else {
+            return Ok(());
         };
         let answer = self.server_packet().await?;
         match answer.first() {
@@ -211,11 +213,6 @@ impl Session {
                 let err = ErrPacket::decode(&answer.payload())
                     .map_err(|e| SessionEnd::ServerProtocol(e.to_string()))?;
                 self.send_client(&answer).await?;
-                let executed = Executed {
-                    analysis: Some(analysis),
-                    start,
-                    rewritten_by,
-                };
                 let completion = Completion {
                     latency: executed.start.at.elapsed(),
                     error: Some((err.sqlstate.clone(), err.describe())),
@@ -262,7 +259,7 @@ impl Session {
             columns,
             types: Vec::new(),
             long_data: Vec::new(),
-            rewritten_by,
+            rewritten_by: executed.rewritten_by,
             changes_lexing,
         };
         if !self.statements.insert(id, statement) {
@@ -419,4 +416,12 @@ impl Session {
             }
         }
     }
+}
+
+/// A SQL-carrying command on its way to the database, with what its audit record needs.
+struct Sent {
+    executed: Executed,
+    analysis: Arc<Analysis>,
+    /// Whether the SQL may change how later SQL is lexed (sql_mode, character set).
+    changes_lexing: bool,
 }
