@@ -86,6 +86,13 @@ impl Dialect {
         )
     }
 
+    /// Runs `f` with the sqlparser dialect this session's text is tokenized and parsed in, for
+    /// other crates that walk the same text (column encryption's planner) and must read it
+    /// exactly as the analyser does.
+    pub fn with_sqlparser<R>(self, f: impl FnOnce(&dyn SqlparserDialect) -> R) -> R {
+        f(self.sqlparser().as_dyn())
+    }
+
     /// The sqlparser dialect object that tokenizer and parser share for this session.
     pub(crate) fn sqlparser(self) -> SessionDialect {
         match self {
