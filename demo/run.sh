@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Warden's main job, on this machine: a proxy in front of a local PostgreSQL, with the audit
-# trail on, driven by a few statements through psql, then left running for you to use.
+# trail on and two columns encrypted (SM4: ID cards deterministic, salaries order-preserving),
+# driven by a few statements through psql, then left running for you to use.
 #
 #   bash demo/run.sh            # build, set up, show, then serve until Ctrl-C
 #   bash demo/run.sh --no-wait  # the same, but stop after the show (used by CI as a smoke test)
@@ -67,6 +68,36 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
     -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
     -keyout "$run/warden.key" -out "$run/warden.crt" 2>/dev/null
 
+say "Creating a keyring (master key in a 0600 file) and two SM4 column keys"
+rm -f "$run/master.key" "$run/keyring.json"
+"$warden" keys new-master-key --out "$run/master.key" >/dev/null
+cat > "$run/keys.toml" <<TOML
+[keys]
+keyring = "keyring.json"
+master_key = { provider = "file", path = "master.key" }
+TOML
+(cd "$run" && "$warden" keys init --config keys.toml >/dev/null \
+  && "$warden" keys add citizens.id_card --algorithm sm4 --mode deterministic --config keys.toml >/dev/null \
+  && "$warden" keys add citizens.salary --algorithm sm4 --mode ope --config keys.toml >/dev/null \
+  && "$warden" keys list --config keys.toml)
+
+cat > "$run/policy.toml" <<TOML
+# Which columns hold ciphertext (see docs/CONFIG.md, "Column encryption").
+[[encrypt]]
+column = "public.citizens.id_card"
+key = "citizens.id_card"
+algorithm = "sm4"
+mode = "deterministic"       # equality, joins, UNIQUE on ciphertext
+type = "varchar(18)"
+
+[[encrypt]]
+column = "public.citizens.salary"
+key = "citizens.salary"
+algorithm = "sm4"
+mode = "ope"                 # ranges, ORDER BY, min/max on ciphertext
+type = "numeric(10,2)"
+TOML
+
 cat > "$run/warden.toml" <<TOML
 # The demo configuration (see docs/CONFIG.md).
 [admin]
@@ -94,11 +125,27 @@ key = "warden.key"
 [upstream.server_tls]
 mode = "prefer"
 
+policy = "policy.toml"
+
 [upstream.auth]
 users_file = "users.txt"
+
+[upstream.service]                 # warden's own login: reads the catalog, runs migrations
+user = "warden_demo"
+password_env = "WARDEN_DEMO_SERVICE_PASSWORD"
+database = "warden_demo"
+
+[keys]
+keyring = "keyring.json"
+master_key = { provider = "file", path = "master.key" }
 TOML
+export WARDEN_DEMO_SERVICE_PASSWORD="$demo_password"
 
 "$warden" config check "$run/warden.toml"
+
+say "Encrypting the existing plaintext online (batches, then a short swap)"
+"$warden" encrypt --config "$run/warden.toml" public.citizens.id_card
+"$warden" encrypt --config "$run/warden.toml" public.citizens.salary
 
 say "Starting warden: clients connect to 127.0.0.1:6432, metrics on http://127.0.0.1:9187/metrics"
 "$warden" serve --config "$run/warden.toml" 2>"$run/warden.log" &
@@ -113,9 +160,15 @@ curl -fs http://127.0.0.1:9187/readyz >/dev/null || { cat "$run/warden.log"; exi
 say "An application's session through warden (TLS, SCRAM-SHA-256 with channel binding)"
 export PGPASSWORD="$demo_password"
 psql "host=127.0.0.1 port=6432 user=warden_demo dbname=warden_demo sslmode=require channel_binding=require application_name=payroll" \
-    -v ON_ERROR_STOP=1 -c "SELECT name, phone FROM citizens WHERE id_card = '11010519491231002X'" \
-    -c "UPDATE citizens SET salary = salary * 1.05 WHERE name = '李四'" \
-    -c "SELECT count(*) FROM citizens"
+    -v ON_ERROR_STOP=1 -c "SELECT name, phone, id_card, salary FROM citizens WHERE id_card = '11010519491231002X'" \
+    -c "INSERT INTO citizens (name, id_card, phone, salary) VALUES ('王五', '310101199001011234', '13700000000', 9800.00)" \
+    -c "SELECT name, salary FROM citizens WHERE salary BETWEEN 9000 AND 13000 ORDER BY salary" \
+    -c "UPDATE citizens SET salary = 13125.53 WHERE id_card = '440524188001010014'"
+say "Arithmetic on ciphertext cannot give a right answer: warden refuses it, naming the column"
+psql "host=127.0.0.1 port=6432 user=warden_demo dbname=warden_demo sslmode=require application_name=payroll" \
+    -c "UPDATE citizens SET salary = salary * 1.05" 2>&1 | head -n 1 || true
+say "What the database holds (a direct connection, behind warden's back): ciphertext only"
+PGDB=warden_demo psql_admin -c "SELECT name, substring(id_card::text for 34) || '…', length(salary) FROM citizens ORDER BY id"
 say "A wrong password is refused, and the attempt is audited"
 PGPASSWORD=wrong psql "host=127.0.0.1 port=6432 user=warden_demo dbname=warden_demo sslmode=require" -c "SELECT 1" 2>&1 | tail -n 1 || true
 sleep 0.3

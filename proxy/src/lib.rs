@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod encryption;
 pub mod logging;
 pub mod metrics;
 pub mod mysql;

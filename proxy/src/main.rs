@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use warden_proxy::cli::migrate::{Direction, MigrateArgs, Outcome};
 use warden_proxy::cli::{Cli, Command};
 use warden_proxy::config::Config;
 
@@ -66,6 +67,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Encrypt(args) => migrate(Direction::Encrypt, args),
+        Command::Decrypt(args) => migrate(Direction::Decrypt, args),
+        Command::Rekey(args) => migrate(Direction::Rekey, args),
         Command::Config(command) => match warden_proxy::cli::config::run(command) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
@@ -74,5 +78,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Runs `warden encrypt | decrypt | rekey`: exit status 0 when the migration is complete, 3 when
+/// it stopped early as asked (it resumes when run again), 1 on an error.
+fn migrate(direction: Direction, args: MigrateArgs) -> ExitCode {
+    match warden_proxy::cli::migrate::run(direction, args) {
+        Ok(Outcome::Done { .. }) => ExitCode::SUCCESS,
+        Ok(Outcome::Stopped { .. }) => ExitCode::from(3),
+        Err(e) => {
+            eprintln!("warden {}: {e:#}", direction.command());
+            ExitCode::FAILURE
+        }
     }
 }

@@ -25,6 +25,7 @@ use warden_audit::{AuditConfig, AuditSink, AuditTrail};
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Protocol, UpstreamConfig};
+use crate::encryption::Encryption;
 use crate::logging::LogLevel;
 use crate::metrics::Metrics;
 use crate::mysql::accept::MySqlUpstream;
@@ -128,10 +129,13 @@ fn build_upstream(
     cancel: &Arc<CancelRegistry>,
     metrics: &Metrics,
     active: Arc<AtomicUsize>,
+    encryption: Option<Arc<Encryption>>,
 ) -> Result<Built, Vec<String>> {
     match config.protocol {
-        Protocol::Postgres => build_pg_upstream(config, shared, cancel, metrics, active)
-            .map(|u| Built::Pg(Arc::new(u))),
+        Protocol::Postgres => {
+            build_pg_upstream(config, shared, cancel, metrics, active, encryption)
+                .map(|u| Built::Pg(Arc::new(u)))
+        }
         Protocol::Mysql => {
             let files = load_files(config)?;
             let sha2 = match config.auth.mysql.plugin {
@@ -149,6 +153,7 @@ fn build_upstream(
                 shared: shared.clone(),
                 sha2,
                 active,
+                encryption,
             })))
         }
     }
@@ -161,6 +166,7 @@ fn build_pg_upstream(
     cancel: &Arc<CancelRegistry>,
     metrics: &Metrics,
     active: Arc<AtomicUsize>,
+    encryption: Option<Arc<Encryption>>,
 ) -> Result<PgUpstream, Vec<String>> {
     let files = load_files(config)?;
     Ok(PgUpstream {
@@ -179,6 +185,7 @@ fn build_pg_upstream(
         shared: shared.clone(),
         cancel: cancel.clone(),
         active,
+        encryption,
     })
 }
 
@@ -232,17 +239,26 @@ struct Server {
     shutdown: Shutdown,
     tracker: SessionTracker,
     listeners: HashMap<String, Listener>,
+    /// The `[keys]` table in force (encrypted upstreams open the keyring with it).
+    keys: Option<warden_crypto::KeysConfig>,
 }
 
 impl Server {
     async fn start_listener(&mut self, config: &UpstreamConfig) -> anyhow::Result<()> {
         let active = Arc::new(AtomicUsize::new(0));
+        let encryption = Encryption::start(
+            config,
+            self.keys.as_ref(),
+            self.shared.limits.connect_timeout,
+        )
+        .await?;
         let upstream = build_upstream(
             config,
             &self.shared,
             &self.cancel,
             &self.metrics,
             active.clone(),
+            encryption,
         )
         .map_err(|e| anyhow!(e.join("\n")))?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
@@ -297,7 +313,24 @@ impl Server {
                 .filter(|l| l.listen == u.listen)
                 .map(|l| l.active.clone())
                 .unwrap_or_default();
-            match build_upstream(u, &self.shared, &self.cancel, &self.metrics, active) {
+            let encryption =
+                match Encryption::start(u, new.keys.as_ref(), self.shared.limits.connect_timeout)
+                    .await
+                {
+                    Ok(e) => e,
+                    Err(e) => {
+                        errors.push(format!("{e:#}"));
+                        continue;
+                    }
+                };
+            match build_upstream(
+                u,
+                &self.shared,
+                &self.cancel,
+                &self.metrics,
+                active,
+                encryption,
+            ) {
                 Ok(b) => {
                     built.insert(u.name.clone(), b);
                 }
@@ -313,6 +346,7 @@ impl Server {
             log.set(&new.log.level)
                 .map_err(|e| anyhow!("log level: {e}"))?;
         }
+        self.keys = new.keys.clone();
         let names: Vec<String> = self.listeners.keys().cloned().collect();
         for name in names {
             let keep = new
@@ -456,6 +490,7 @@ pub async fn serve(path: &Path, config: Config, options: ServeOptions) -> anyhow
         },
         tracker: SessionTracker::default(),
         listeners: HashMap::new(),
+        keys: config.keys.clone(),
     };
     for upstream in &config.upstreams {
         server.start_listener(upstream).await?;

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod config;
 pub mod keys;
+pub mod migrate;
 
 use std::path::PathBuf;
 
@@ -37,4 +38,19 @@ pub enum Command {
     /// Read and check the audit trail (for auditors).
     #[command(subcommand)]
     Audit(Box<audit::AuditCommand>),
+    /// Encrypt the existing values of a column declared in the encryption policy, online.
+    ///
+    /// Works in batches by primary key while the application keeps working through the proxy,
+    /// resumes where it stopped when run again, then swaps the column to ciphertext in one
+    /// short transaction (its position and indexes are kept).
+    ///
+    /// Example: warden encrypt --config warden.toml public.customers.id_card
+    #[command(verbatim_doc_comment)]
+    Encrypt(migrate::MigrateArgs),
+    /// Decrypt an encrypted column back to plaintext of its logical type, online (the reverse
+    /// of `encrypt`).
+    Decrypt(migrate::MigrateArgs),
+    /// Re-encrypt a column's values that are sealed with an older version of their key (after
+    /// `warden keys rotate`), in place and in batches.
+    Rekey(migrate::MigrateArgs),
 }

@@ -69,6 +69,12 @@ pub struct FileUpstream {
     pub server_tls: Option<Spanned<FileServerTls>>,
     #[serde(default)]
     pub auth: Option<Spanned<FileAuth>>,
+    /// The encryption policy file (`[[encrypt]]` entries).
+    #[serde(default)]
+    pub policy: Option<Spanned<String>>,
+    /// Warden's own login to the database (catalog, migrations).
+    #[serde(default)]
+    pub service: Option<Spanned<FileService>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,4 +117,13 @@ pub struct FileAuthQuery {
     pub database: Option<Spanned<String>>,
     pub sql: Option<Spanned<String>>,
     pub cache_seconds: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileService {
+    pub user: Spanned<String>,
+    pub password_env: Option<Spanned<String>>,
+    pub database: Option<Spanned<String>>,
+    pub search_path: Option<Spanned<Vec<String>>>,
 }

@@ -51,18 +51,19 @@ fn check(path: &Path, text: &str, open_files: bool) -> Result<Config, ConfigErro
     }
 }
 
-struct Checker<'a> {
-    path: &'a Path,
-    text: &'a str,
-    base: PathBuf,
-    errors: Vec<ConfigError>,
+pub(super) struct Checker<'a> {
+    pub(super) path: &'a Path,
+    pub(super) text: &'a str,
+    pub(super) base: PathBuf,
+    pub(super) errors: Vec<ConfigError>,
     /// Whether to check that named files can be opened (their contents are checked when the
-    /// runtime is built, with errors in those files' own lines).
-    open_files: bool,
+    /// runtime is built, with errors in those files' own lines). The encryption policy is the
+    /// exception: it is read and parsed here, so the checked configuration carries it.
+    pub(super) open_files: bool,
 }
 
 impl Checker<'_> {
-    fn error(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
         self.errors
             .push(ConfigError::at_span(self.path, self.text, span, message));
     }
@@ -81,6 +82,7 @@ impl Checker<'_> {
         let analysis = self.analysis(file.analysis);
         let limits = self.limits(file.limits);
         let keys = file.keys.map(|table| self.keys(table));
+        let has_keys = keys.is_some();
 
         if file.upstream.is_empty() {
             self.errors.push(ConfigError::whole_file(
@@ -97,7 +99,7 @@ impl Checker<'_> {
         for upstream in file.upstream {
             let span = upstream.span();
             let name_span = upstream.get_ref().name.span();
-            let Some(checked) = self.upstream(upstream.into_inner()) else {
+            let Some(checked) = self.upstream(upstream.into_inner(), has_keys) else {
                 continue;
             };
             if names.insert(checked.name.clone(), span.start).is_some() {
@@ -175,7 +177,7 @@ impl Checker<'_> {
         }
     }
 
-    fn path_value(&self, value: &Spanned<String>) -> PathBuf {
+    pub(super) fn path_value(&self, value: &Spanned<String>) -> PathBuf {
         let p = Path::new(value.get_ref());
         if p.is_absolute() {
             p.to_path_buf()
@@ -324,7 +326,9 @@ impl Checker<'_> {
         })
     }
 
-    fn upstream(&mut self, u: FileUpstream) -> Option<UpstreamConfig> {
+    /// One `[[upstream]]`; `has_keys` says whether the file has a `[keys]` table (an
+    /// encryption policy needs one).
+    fn upstream(&mut self, u: FileUpstream, has_keys: bool) -> Option<UpstreamConfig> {
         let errors_before = self.errors.len();
         let name = u.name.get_ref().clone();
         if name.is_empty()
@@ -355,6 +359,7 @@ impl Checker<'_> {
         let client_tls = self.client_tls(u.client_tls);
         let server_tls = self.server_tls(u.server_tls, server.as_ref());
         let auth = self.auth(u.auth, &u.name, protocol);
+        let encryption = self.encryption(u.policy, u.service, &u.name, protocol, has_keys);
         if self.errors.len() > errors_before {
             return None;
         }
@@ -366,6 +371,9 @@ impl Checker<'_> {
             client_tls: client_tls?,
             server_tls: server_tls?,
             auth: auth?,
+            policy_path: encryption.policy_path,
+            policy: encryption.policy,
+            service: encryption.service,
         })
     }
 

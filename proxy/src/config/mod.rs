@@ -4,15 +4,21 @@
 //! (`file.rs`), checks every value (`load.rs`) and returns either a validated configuration or
 //! every problem found, each naming its line. Files the configuration points at (certificates,
 //! users files) are checked when the runtime is built from it (`crate::server`), so
-//! `config check` runs the same code as `serve`.
+//! `config check` runs the same code as `serve`. The encryption settings of an upstream (its
+//! policy file, which [`Config::load`] reads and parses, and the service login) are checked in
+//! `encryption.rs`.
 
+mod encryption;
 mod error;
 mod file;
 mod load;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use warden_encryption::EncryptionPolicy;
 
 pub use error::{ConfigError, ConfigErrors, line_and_column};
 
@@ -91,6 +97,20 @@ pub struct UpstreamConfig {
     pub client_tls: ClientTlsConfig,
     pub server_tls: ServerTlsConfig,
     pub auth: AuthConfig,
+    /// `policy`: the encryption policy file, resolved against the configuration's directory.
+    pub policy_path: Option<PathBuf>,
+    /// The parsed policy. Set by [`Config::load`] whenever `policy` is; [`Config::parse`]
+    /// opens no files and leaves it `None`.
+    pub policy: Option<Arc<EncryptionPolicy>>,
+    /// `[upstream.service]`: warden's own login to the database.
+    pub service: Option<ServiceConfig>,
+}
+
+impl UpstreamConfig {
+    /// The policy, when it declares at least one encrypted column.
+    pub fn encryption_policy(&self) -> Option<&Arc<EncryptionPolicy>> {
+        self.policy.as_ref().filter(|p| !p.columns.is_empty())
+    }
 }
 
 /// The wire protocol of an upstream.
@@ -222,6 +242,18 @@ pub struct AuthQueryConfig {
     pub sql: String,
     /// How long a fetched verifier is reused.
     pub cache: Duration,
+}
+
+/// Warden's own login to the database (`[upstream.service]`): it reads the catalog of the
+/// policy's tables and runs `warden encrypt` / `decrypt` / `rekey`. Like the auth query user,
+/// its password comes from an environment variable, never a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    pub user: String,
+    pub password_env: Option<String>,
+    pub database: String,
+    /// Schemas searched for unqualified table names, in order (default `["public"]`).
+    pub search_path: Vec<String>,
 }
 
 impl Config {

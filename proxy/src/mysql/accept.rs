@@ -42,6 +42,8 @@ pub struct MySqlUpstream {
     pub sha2: Option<Arc<Sha2Authenticator>>,
     /// Sessions admitted and not yet ended, against `max_sessions`.
     pub active: Arc<AtomicUsize>,
+    /// Column encryption, when the upstream's policy declares encrypted columns.
+    pub encryption: Option<Arc<crate::encryption::Encryption>>,
 }
 
 /// Why a connection did not become a session.
@@ -164,16 +166,7 @@ pub async fn serve_connection(
         tls = identity.tls,
         "MySQL session started"
     );
-    relay(
-        upstream.shared.clone(),
-        upstream.metrics.clone(),
-        identity,
-        negotiated,
-        client,
-        server,
-        shutdown,
-    )
-    .await;
+    relay(&upstream, identity, negotiated, client, server, shutdown).await;
     upstream.metrics.sessions_active.dec();
     release(&upstream);
 }

@@ -33,6 +33,10 @@ pub struct Prepared {
     pub rewritten_by: Option<String>,
     /// Whether executing it may change the session's `sql_mode` or character set.
     pub changes_lexing: bool,
+    /// The encryption plan of its SQL, when it touches encrypted columns.
+    pub plan: Option<Arc<warden_encryption::Plan>>,
+    /// How rows fetched from its open cursor (COM_STMT_FETCH) are decrypted.
+    pub cursor: Option<Arc<super::session::crypt::ResultCrypt>>,
 }
 
 /// The session's prepared statements by id.
@@ -214,6 +218,8 @@ mod tests {
             long_data: vec![],
             rewritten_by: None,
             changes_lexing: false,
+            plan: None,
+            cursor: None,
         }
     }
 

@@ -43,6 +43,8 @@ pub struct PgUpstream {
     pub cancel: Arc<CancelRegistry>,
     /// Sessions admitted and not yet ended, against `max_sessions`.
     pub active: Arc<AtomicUsize>,
+    /// Column encryption, when the upstream's policy declares encrypted columns.
+    pub encryption: Option<Arc<crate::encryption::Encryption>>,
 }
 
 impl PgUpstream {
@@ -180,6 +182,7 @@ pub async fn serve_connection(
         shared: upstream.shared.clone(),
         metrics: upstream.metrics.clone(),
         identity,
+        encryption: upstream.encryption.clone(),
     };
     relay(
         ctx,

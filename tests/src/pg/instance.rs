@@ -209,6 +209,27 @@ impl PgInstance {
         self.admin_sql_in("postgres", sql)
     }
 
+    /// Runs `pg_dump ARGS...` on `database` as the superuser over the unix socket (what an
+    /// operator's backup sees, behind warden's back); returns the dump.
+    pub fn pg_dump(&self, database: &str, args: &[&str]) -> Result<String> {
+        let mut dump = Command::new(self.bin_dir.join("pg_dump"));
+        dump.arg("-h")
+            .arg(&self.socket_dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+            ])
+            .args(args);
+        clear_libpq_env(&mut dump);
+        Ok(tools::run(dump, Duration::from_secs(120))?
+            .ensure_success()?
+            .stdout_text())
+    }
+
     /// As [`PgInstance::admin_sql`], in database `database`.
     pub fn admin_sql_in(&self, database: &str, sql: &str) -> Result<String> {
         let mut psql = Command::new(self.bin_dir.join("psql"));

@@ -51,6 +51,9 @@ pub struct UpstreamSpec {
     pub server_logs: Vec<(String, PathBuf)>,
     /// Further `[upstream.auth]` keys, as TOML values (MySQL: `mysql_plugin`, `rsa_key`).
     pub auth: Vec<(String, String)>,
+    /// Further keys of the `[[upstream]]` table itself, as TOML values (`policy`, or `service`
+    /// as an inline table; see [`crate::warden::EncryptionFiles`]).
+    pub settings: Vec<(String, String)>,
 }
 
 /// `[upstream.client_tls]`: TLS between clients and warden. The certificate and key are the
@@ -97,6 +100,7 @@ impl UpstreamSpec {
             users,
             server_logs: database.log_files(),
             auth: Vec::new(),
+            settings: Vec::new(),
         }
     }
 
@@ -167,12 +171,16 @@ impl WardenConfig {
             let listen = SocketAddr::new(u.listen_ip, u.listen_port.unwrap_or(0));
             let _ = writeln!(
                 t,
-                "[[upstream]]\nname = {}\nprotocol = {}\nlisten = {}\nserver = {}\n",
+                "[[upstream]]\nname = {}\nprotocol = {}\nlisten = {}\nserver = {}",
                 q(&u.name),
                 q(&u.protocol),
                 q(&listen.to_string()),
                 q(&u.server.to_string())
             );
+            for (key, value) in &u.settings {
+                let _ = writeln!(t, "{key} = {value}");
+            }
+            t.push('\n');
             let _ = writeln!(
                 t,
                 "[upstream.client_tls]\nmode = {}\ncert = \"tls/warden.crt\"\nkey = \"tls/warden.key\"",

@@ -5,15 +5,19 @@
 //! rewritten. COM_STMT_EXECUTE is decoded with the statement's tracked parameter types.
 //! COM_INIT_DB, COM_CHANGE_USER and COM_RESET_CONNECTION change the session's identity or
 //! state, which warden follows. Replication commands are refused. Everything else is
-//! forwarded as it arrived and its one-packet answer relayed.
+//! forwarded as it arrived and its one-packet answer relayed. When the upstream encrypts
+//! columns, SQL texts are planned (and rewritten or refused) after the policy allowed them,
+//! and executes carry sealed parameters (see [`super::crypt`]).
 
 use std::sync::Arc;
 
 use time::OffsetDateTime;
-use warden_analysis::Analysis;
+use warden_analysis::{Analysis, StatementKind};
 use warden_audit::{AuditEvent, AuditResult};
+use warden_encryption::Plan;
 use warden_policy::Decision;
 
+use super::crypt::{self, ColumnDef, ResultCrypt, TextOutcome, Turn};
 use super::lexing::may_change_lexing;
 use super::results::Executed;
 use super::{Session, SessionEnd};
@@ -79,10 +83,11 @@ impl Session {
                 self.relay_one().await.map(drop)
             }
             command::STMT_FETCH => {
-                statements::statement_id(&packet.payload()).map_err(client_protocol)?;
+                let id = statements::statement_id(&packet.payload()).map_err(client_protocol)?;
+                let cursor = self.statements.get(id).and_then(|s| s.cursor.clone());
                 self.forward(&packet).await?;
                 // Rows of an open cursor (counted in the metrics only), or an ERR.
-                self.relay_rows().await.map(drop)
+                self.relay_rows(cursor.map(|c| (c, true))).await.map(drop)
             }
             command::INIT_DB => self.init_db(packet).await,
             command::CHANGE_USER => self.change_user(packet).await,
@@ -98,7 +103,7 @@ impl Session {
             }
             command::FIELD_LIST => {
                 self.forward(&packet).await?;
-                self.relay_rows().await.map(drop)
+                self.relay_rows(None).await.map(drop)
             }
             command::PROCESS_INFO => {
                 self.forward(&packet).await?;
@@ -138,9 +143,9 @@ impl Session {
         self.server_out.flush().await.map_err(SessionEnd::Io)
     }
 
-    /// Analyses a SQL-carrying command (COM_QUERY, COM_STMT_PREPARE), puts it to the policy and
-    /// sends the database what it decided. `None` when it was refused: the client has its error
-    /// and the database saw nothing.
+    /// Analyses a SQL-carrying command (COM_QUERY, COM_STMT_PREPARE), puts it to the policy,
+    /// plans it for column encryption, and sends the database what was decided. `None` when
+    /// it was refused: the client has its error and the database saw nothing.
     async fn decide_and_send(
         &mut self,
         packet: &Packet,
@@ -152,13 +157,10 @@ impl Session {
         let analysis = self.shared.analyze_mysql(sql, self.lexing.dialect());
         let decision = self.shared.decide(&self.identity, sql, &analysis);
         let changes_lexing = may_change_lexing(sql);
-        drop(payload);
-        let rewritten_by = match decision {
-            Decision::Allow => {
-                self.forward(packet).await?;
-                None
-            }
+        let (text, rewritten_by): (Vec<u8>, Option<String>) = match decision {
+            Decision::Allow => (sql.to_vec(), None),
             Decision::Refuse(refusal) => {
+                drop(payload);
                 let executed = Executed {
                     analysis: Some(analysis),
                     start,
@@ -167,13 +169,52 @@ impl Session {
                 self.refuse(executed, refusal).await?;
                 return Ok(None);
             }
-            Decision::Rewrite(rewrite) => {
-                let mut out = vec![command];
-                out.extend_from_slice(rewrite.sql.as_bytes());
-                self.forward(&Packet::new(0, &out)).await?;
-                Some(rewrite.rule)
-            }
+            Decision::Rewrite(rewrite) => (rewrite.sql.into_bytes(), Some(rewrite.rule)),
         };
+        drop(payload);
+        let mut plan = None;
+        let mut out = rewritten_by.is_some().then(|| text.clone());
+        if let Some(encryption) = &self.encryption {
+            let template = (rewritten_by.is_none() && analysis.is_understood())
+                .then_some(analysis.redacted_sql.as_str());
+            let database = self
+                .lexing
+                .database()
+                .unwrap_or(&self.identity.database)
+                .to_string();
+            match crypt::plan_text(
+                encryption,
+                &text,
+                self.lexing.dialect(),
+                &database,
+                template,
+            ) {
+                TextOutcome::Untouched => {}
+                TextOutcome::Planned { plan: p, sql } => {
+                    if let Some(sql) = sql {
+                        out = Some(sql.into_bytes());
+                    }
+                    plan = Some(p);
+                }
+                TextOutcome::Refused(refusal) => {
+                    let executed = Executed {
+                        analysis: Some(analysis),
+                        start,
+                        rewritten_by: None,
+                    };
+                    self.refuse(executed, refusal).await?;
+                    return Ok(None);
+                }
+            }
+        }
+        match out {
+            None => self.forward(packet).await?,
+            Some(sql) => {
+                let mut bytes = vec![command];
+                bytes.extend_from_slice(&sql);
+                self.forward(&Packet::new(0, &bytes)).await?;
+            }
+        }
         Ok(Some(Sent {
             executed: Executed {
                 analysis: Some(analysis.clone()),
@@ -182,6 +223,7 @@ impl Session {
             },
             analysis,
             changes_lexing,
+            plan,
         }))
     }
 
@@ -189,8 +231,15 @@ impl Session {
         let Some(sent) = self.decide_and_send(&packet, command::QUERY).await? else {
             return Ok(());
         };
+        self.turn = Turn {
+            plan: sent.plan,
+            ..Turn::default()
+        };
         self.relay_answer(sent.executed, true).await?;
-        if sent.changes_lexing {
+        self.turn = Turn::default();
+        if sent.changes_lexing
+            || (self.encryption.is_some() && may_change_database(&sent.analysis, &packet))
+        {
             self.client_out.flush().await.map_err(SessionEnd::Io)?;
             self.refresh_lexing().await?;
         }
@@ -202,6 +251,7 @@ impl Session {
             executed,
             analysis,
             changes_lexing,
+            plan,
         }) = self.decide_and_send(&packet, command::STMT_PREPARE).await?
         else {
             return Ok(());
@@ -240,13 +290,19 @@ impl Session {
             fields.map_err(|e| SessionEnd::ServerProtocol(e.to_string()))?;
         drop(head);
         self.send_client(&answer).await?;
-        for count in [params, columns] {
+        for (count, results) in [(params, false), (columns, true)] {
             if count == 0 {
                 continue;
             }
+            let mut definitions = Vec::with_capacity(usize::from(count));
             for _ in 0..count {
-                let definition = self.server_packet().await?;
-                self.send_client(&definition).await?;
+                definitions.push(self.server_packet().await?);
+            }
+            if results {
+                self.describe_prepared(&mut definitions, plan.as_deref())?;
+            }
+            for definition in &definitions {
+                self.send_client(definition).await?;
             }
             if !self.deprecate_eof {
                 let eof = self.server_packet().await?;
@@ -261,6 +317,8 @@ impl Session {
             long_data: Vec::new(),
             rewritten_by: executed.rewritten_by,
             changes_lexing,
+            plan,
+            cursor: None,
         };
         if !self.statements.insert(id, statement) {
             return Err(SessionEnd::ClientProtocol(format!(
@@ -275,16 +333,21 @@ impl Session {
         let start = Start::now();
         let payload = packet.payload();
         let id = statements::statement_id(&payload).map_err(client_protocol)?;
-        let (analysis, rewritten_by, changes_lexing) = match self.statements.get_mut(id) {
+        let mut sealed = Ok(None);
+        let (analysis, rewritten_by, changes_lexing, plan) = match self.statements.get_mut(id) {
             Some(statement) => {
-                decode_execute(&payload, statement).map_err(client_protocol)?;
+                let execute = decode_execute(&payload, statement).map_err(client_protocol)?;
+                if let Some(plan) = &statement.plan {
+                    sealed = crypt::encrypt_execute(&payload, &execute, &statement.types, plan);
+                }
                 (
                     Some(statement.analysis.clone()),
                     statement.rewritten_by.clone(),
                     statement.changes_lexing,
+                    statement.plan.clone(),
                 )
             }
-            None => (None, None, false),
+            None => (None, None, false, None),
         };
         drop(payload);
         let executed = Executed {
@@ -295,8 +358,22 @@ impl Session {
         if let Some(refusal) = self.shared.audit_refusal() {
             return self.refuse(executed, refusal).await;
         }
-        self.forward(&packet).await?;
-        self.relay_answer(executed, false).await?;
+        match sealed {
+            Err(refusal) => return self.refuse(executed, refusal).await,
+            Ok(Some(payload)) => self.forward(&Packet::new(0, &payload)).await?,
+            Ok(None) => self.forward(&packet).await?,
+        }
+        self.turn = Turn {
+            plan,
+            binary: true,
+            ..Turn::default()
+        };
+        let relayed = self.relay_answer(executed, false).await;
+        let cursor = std::mem::take(&mut self.turn).cursor;
+        relayed?;
+        if let Some(statement) = self.statements.get_mut(id) {
+            statement.cursor = cursor;
+        }
         if changes_lexing {
             self.client_out.flush().await.map_err(SessionEnd::Io)?;
             self.refresh_lexing().await?;
@@ -332,6 +409,7 @@ impl Session {
             _ => None,
         };
         if error.is_none() {
+            self.lexing.set_database(database.clone());
             self.identity.database = database;
             self.records = SessionRecords::new(&self.identity);
         }
@@ -424,4 +502,58 @@ struct Sent {
     analysis: Arc<Analysis>,
     /// Whether the SQL may change how later SQL is lexed (sql_mode, character set).
     changes_lexing: bool,
+    /// The encryption plan, when the text touches encrypted columns.
+    plan: Option<Arc<Plan>>,
+}
+
+/// Whether a text may have changed the session's current database (`USE db`): column
+/// encryption resolves table names there, so warden re-reads it.
+fn may_change_database(analysis: &Analysis, packet: &Packet) -> bool {
+    if analysis.is_understood() {
+        return analysis
+            .statements
+            .iter()
+            .any(|s| s.kind == StatementKind::Use);
+    }
+    let payload = packet.payload();
+    payload.windows(3).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(b"use")
+            && !payload
+                .get(i + 3)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            && !i
+                .checked_sub(1)
+                .and_then(|j| payload.get(j))
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    })
+}
+
+impl Session {
+    /// Rewrites a COM_STMT_PREPARE_OK's result column definitions for encrypted columns.
+    fn describe_prepared(
+        &self,
+        definitions: &mut [Packet],
+        plan: Option<&Plan>,
+    ) -> Result<(), SessionEnd> {
+        let Some(encryption) = &self.encryption else {
+            return Ok(());
+        };
+        let catalog = Arc::clone(encryption.planner().catalog());
+        if !catalog.has_encrypted() {
+            return Ok(());
+        }
+        let mut defs = definitions
+            .iter()
+            .map(|p| ColumnDef::decode(&p.payload()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SessionEnd::ServerProtocol(e.to_string()))?;
+        let outputs = plan.and_then(|p| p.outputs.first()).map(Vec::as_slice);
+        if let Some(transform) = ResultCrypt::build(&catalog, &defs, outputs) {
+            transform.describe(&mut defs, self.charset);
+            for (packet, def) in definitions.iter_mut().zip(&defs) {
+                *packet = Packet::new(packet.seq, &def.encode());
+            }
+        }
+        Ok(())
+    }
 }

@@ -8,6 +8,10 @@
 //! consumes the answer. Until it is known, and whenever the character set can hide quote bytes
 //! inside multi-byte characters, the session's SQL is analysed as opaque text: warden never
 //! guesses how the server reads it.
+//!
+//! The same query reads the session's current database (`DATABASE()`): column encryption
+//! resolves unqualified table names there, and `USE db` sent as SQL text changes it (the
+//! session re-reads it after such text when the upstream encrypts columns).
 
 use warden_analysis::Dialect;
 
@@ -18,12 +22,14 @@ use crate::mysql::messages::{ErrPacket, is_terminator};
 use crate::mysql::packet::Packet;
 
 /// The query warden sends between the client's commands.
-pub const PROBE: &str = "SELECT @@SESSION.sql_mode, @@SESSION.character_set_client";
+pub const PROBE: &str = "SELECT @@SESSION.sql_mode, @@SESSION.character_set_client, DATABASE()";
 
 /// What warden knows about the session's lexing.
 #[derive(Debug, Default, Clone)]
 pub struct Lexing {
     known: Option<(String, String)>,
+    /// The current database as last read (`Some("")` when none is selected).
+    database: Option<String>,
 }
 
 impl Lexing {
@@ -46,6 +52,16 @@ impl Lexing {
 
     pub fn forget(&mut self) {
         self.known = None;
+        self.database = None;
+    }
+
+    /// The session's current database, when warden read it.
+    pub fn database(&self) -> Option<&str> {
+        self.database.as_deref()
+    }
+
+    pub fn set_database(&mut self, database: String) {
+        self.database = Some(database);
     }
 }
 
@@ -124,14 +140,19 @@ impl Session {
             let payload = packet.payload();
             let mut r = Reader::new(&payload);
             let mut text = || -> Option<String> {
-                r.lenenc_bytes("value")
-                    .ok()
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                match r.lenenc_or_null("value").ok()? {
+                    None => Some(String::new()),
+                    Some(n) => r
+                        .take(usize::try_from(n).ok()?, "value")
+                        .ok()
+                        .map(|v| String::from_utf8_lossy(v).into_owned()),
+                }
             };
-            values = text().zip(text());
+            values = text().zip(text()).zip(text());
         }
-        if let Some((mode, charset)) = values {
+        if let Some(((mode, charset), database)) = values {
             self.lexing.set(mode, charset);
+            self.lexing.set_database(database);
         }
         Ok(())
     }

@@ -11,8 +11,13 @@
 //!
 //! Between turns warden may ask the server something itself (the session's `sql_mode` and
 //! character set, see [`lexing`]) and consume the answer; the client never sees it.
+//!
+//! When the upstream encrypts columns, [`crypt`] plans each SQL text, seals bound parameters
+//! and opens result values, and [`infile`] encrypts LOAD DATA LOCAL files.
 
 mod commands;
+pub(crate) mod crypt;
+mod infile;
 mod lexing;
 mod results;
 
@@ -24,6 +29,7 @@ use tokio::io::{ReadHalf, WriteHalf};
 use warden_audit::{AuditEvent, AuditRecord, AuditResult};
 use warden_policy::SessionIdentity;
 
+use self::crypt::Turn;
 use self::lexing::Lexing;
 use super::constants::{caps, command};
 use super::packet::{Packet, PacketError, PacketReader, PacketWriter};
@@ -64,6 +70,9 @@ pub enum SessionEnd {
     Drained,
     /// The drain timeout ended the session.
     Forced,
+    /// A LOAD DATA LOCAL file could not be encrypted: the database connection was closed in
+    /// the middle of the file, so that the server aborts the statement.
+    EncryptionAborted(String),
 }
 
 impl SessionEnd {
@@ -95,6 +104,10 @@ impl SessionEnd {
             SessionEnd::Forced => (
                 AuditResult::Ok,
                 "warden shut down; the drain timeout ended the session".into(),
+            ),
+            SessionEnd::EncryptionAborted(e) => (
+                AuditResult::Error,
+                format!("LOAD DATA aborted, a value could not be encrypted: {e}"),
             ),
         }
     }
@@ -130,12 +143,20 @@ pub(super) struct Session {
     statements: Statements,
     lexing: Lexing,
     outbox: Vec<AuditRecord>,
+    /// Column encryption of the upstream, if its policy declares encrypted columns.
+    encryption: Option<Arc<crate::encryption::Encryption>>,
+    /// What column encryption knows about the command being answered.
+    turn: Turn,
+    /// The session's character set (collation id), for decrypted string columns.
+    charset: u16,
+    /// The sequence id the client expects on the server's next packet, when warden sent the
+    /// server a different number of packets than the client sent (an encrypted LOAD DATA file).
+    reply_seq: Option<u8>,
 }
 
-/// Relays `client` to `server` until either side ends the session.
+/// Relays `client` to `server` (of `upstream`) until either side ends the session.
 pub async fn relay(
-    shared: Arc<Shared>,
-    metrics: UpstreamMetrics,
+    upstream: &super::accept::MySqlUpstream,
     identity: SessionIdentity,
     negotiated: Negotiated,
     client: PacketReader<Stream>,
@@ -143,6 +164,9 @@ pub async fn relay(
     shutdown: Shutdown,
 ) -> SessionEnd {
     let started = Instant::now();
+    let shared = Arc::clone(&upstream.shared);
+    let metrics = upstream.metrics.clone();
+    let encryption = upstream.encryption.clone();
     let max = shared.limits.max_message_bytes;
     let (client, client_buffered) = client.into_parts();
     let (server, server_buffered) = server.into_parts();
@@ -162,6 +186,10 @@ pub async fn relay(
         statements: Statements::default(),
         lexing: Lexing::default(),
         outbox: Vec::new(),
+        encryption,
+        turn: Turn::default(),
+        charset: u16::from(negotiated.charset),
+        reply_seq: None,
     };
     let mut force = shutdown.force.clone();
     let end = tokio::select! {
@@ -171,7 +199,9 @@ pub async fn relay(
     session.submit_records().await;
 
     let _ = session.client_out.shutdown().await;
-    if !matches!(end, SessionEnd::Quit) {
+    // After an aborted LOAD DATA the server is reading file data: a COM_QUIT would be read
+    // as a line of the file, so the connection is closed without it.
+    if !matches!(end, SessionEnd::Quit | SessionEnd::EncryptionAborted(_)) {
         let _ = session
             .server_out
             .push(&Packet::new(0, &[command::QUIT]))

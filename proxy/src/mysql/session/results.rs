@@ -4,7 +4,9 @@
 //! definitions, an EOF unless DEPRECATE_EOF, rows, and a terminating EOF/OK). A status flag in
 //! each OK/EOF says whether another result follows (multi-statement strings, stored
 //! procedures). Rows are forwarded as they arrived and only counted; warden reads the first
-//! byte of each packet and decodes only the OK/EOF/ERR packets that end a result.
+//! byte of each packet and decodes only the OK/EOF/ERR packets that end a result — unless the
+//! upstream encrypts columns: then the column definitions are decoded, and the rows of a
+//! result with encrypted columns are rewritten (see [`super::crypt`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +14,7 @@ use std::time::Instant;
 use warden_analysis::Analysis;
 use warden_policy::Refusal;
 
+use super::crypt::{ColumnDef, ResultCrypt};
 use super::{Session, SessionEnd};
 use crate::mysql::codec::Reader;
 use crate::mysql::constants::{errors, status};
@@ -71,8 +74,11 @@ impl Session {
         if !self.server_in.has_buffered_packet() {
             self.client_out.flush().await.map_err(SessionEnd::Io)?;
         }
-        let packet = self.server_in.expect().await.map_err(SessionEnd::server)?;
+        let mut packet = self.server_in.expect().await.map_err(SessionEnd::server)?;
         self.metrics.bytes_out.inc_by(packet.raw().len() as u64);
+        if let Some(seq) = self.reply_seq.take() {
+            packet = packet.with_seq(seq);
+        }
         Ok(packet)
     }
 
@@ -109,7 +115,10 @@ impl Session {
                 Some(0xfb) if local_infile => {
                     self.send_client(&first).await?;
                     self.client_out.flush().await.map_err(SessionEnd::Io)?;
-                    self.relay_local_file().await?;
+                    match self.turn.plan.as_ref().and_then(|p| p.load_data.clone()) {
+                        Some(load) => self.encrypt_local_file(load).await?,
+                        None => self.relay_local_file().await?,
+                    }
                 }
                 _ => return self.relay_result_set(first).await,
             }
@@ -127,9 +136,13 @@ impl Session {
             )));
         }
         self.send_client(&count).await?;
+        let mut definitions = Vec::with_capacity(columns as usize);
         for _ in 0..columns {
-            let definition = self.server_packet().await?;
-            self.send_client(&definition).await?;
+            definitions.push(self.server_packet().await?);
+        }
+        let transform = self.result_transform(&mut definitions)?;
+        for definition in &definitions {
+            self.send_client(definition).await?;
         }
         if !self.deprecate_eof {
             let eof = self.server_packet().await?;
@@ -142,6 +155,7 @@ impl Session {
             self.send_client(&eof).await?;
             if state.status & status::CURSOR_EXISTS != 0 {
                 // A cursor was opened: rows come with COM_STMT_FETCH.
+                self.turn.cursor = transform.map(Arc::new);
                 return Ok(ResultEnd::Rows {
                     rows: 0,
                     bytes: 0,
@@ -149,14 +163,57 @@ impl Session {
                 });
             }
         }
-        self.relay_rows().await
+        let binary = self.turn.binary;
+        self.relay_rows(transform.map(|t| (Arc::new(t), binary)))
+            .await
     }
 
-    /// Rows up to the terminating EOF/OK (or an ERR that breaks the result off).
-    pub(super) async fn relay_rows(&mut self) -> Result<ResultEnd, SessionEnd> {
+    /// The decryption of a result with these column definitions, which are rewritten for
+    /// the client; `None` when no column needs one (or the upstream encrypts nothing).
+    fn result_transform(
+        &self,
+        definitions: &mut [Packet],
+    ) -> Result<Option<ResultCrypt>, SessionEnd> {
+        let Some(encryption) = &self.encryption else {
+            return Ok(None);
+        };
+        let catalog = Arc::clone(encryption.planner().catalog());
+        if !catalog.has_encrypted() {
+            return Ok(None);
+        }
+        let mut defs = definitions
+            .iter()
+            .map(|p| ColumnDef::decode(&p.payload()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(server_protocol)?;
+        let outputs = self
+            .turn
+            .plan
+            .as_ref()
+            .and_then(|p| p.outputs.get(self.turn.statement))
+            .map(Vec::as_slice);
+        let Some(transform) = ResultCrypt::build(&catalog, &defs, outputs) else {
+            return Ok(None);
+        };
+        if transform.decrypts() {
+            transform.describe(&mut defs, self.charset);
+            for (packet, def) in definitions.iter_mut().zip(&defs) {
+                *packet = Packet::new(packet.seq, &def.encode());
+            }
+        }
+        Ok(Some(transform))
+    }
+
+    /// Rows up to the terminating EOF/OK (or an ERR that breaks the result off). With a
+    /// transform (and whether rows are binary), encrypted values are opened; a value that does
+    /// not open withholds the rest of the answer, which ends with an ERR.
+    pub(super) async fn relay_rows(
+        &mut self,
+        transform: Option<(Arc<ResultCrypt>, bool)>,
+    ) -> Result<ResultEnd, SessionEnd> {
         let (mut rows, mut bytes) = (0u64, 0u64);
         loop {
-            let packet = self.server_packet().await?;
+            let mut packet = self.server_packet().await?;
             match packet.first() {
                 Some(0xff) => {
                     let err = ErrPacket::decode(&packet.payload()).map_err(server_protocol)?;
@@ -180,8 +237,96 @@ impl Session {
                 _ => {
                     rows += 1;
                     bytes += packet.len as u64;
+                    if let Some((t, binary)) = &transform {
+                        let payload = packet.payload();
+                        let opened = if *binary {
+                            t.binary_row(&payload)
+                        } else {
+                            t.text_row(&payload)
+                        };
+                        drop(payload);
+                        match opened {
+                            Ok(row)
+                                if row.len() < crate::mysql::packet::MAX_PHYSICAL
+                                    && packet.len < crate::mysql::packet::MAX_PHYSICAL =>
+                            {
+                                packet = Packet::new(packet.seq, &row);
+                            }
+                            Ok(_) => {
+                                return self
+                                    .withhold(
+                                        packet.seq,
+                                        "a row of 16 MiB or more with encrypted values".into(),
+                                    )
+                                    .await;
+                            }
+                            Err(message) => return self.withhold(packet.seq, message).await,
+                        }
+                    }
                     self.send_client(&packet).await?;
                 }
+            }
+        }
+    }
+
+    /// A value could not be opened: the rest of the answer is read and dropped, and the client
+    /// gets an ERR (sequence id `seq`, where the row would have been) instead.
+    async fn withhold(&mut self, seq: u8, message: String) -> Result<ResultEnd, SessionEnd> {
+        tracing::warn!(session = self.identity.session_id, reason = %message, "withheld a result that warden could not decrypt");
+        let mut more = self.drain_rows().await?;
+        while more {
+            more = self.drain_result().await?;
+        }
+        let err = ErrPacket::new(
+            errors::UNKNOWN,
+            "HY000",
+            format!(
+                "warden withheld the result: {message} (refused by warden rule \"encryption\")"
+            ),
+        );
+        self.send_client(&err.packet(seq)).await?;
+        Ok(ResultEnd::Err(err))
+    }
+
+    /// Reads the rest of a result's rows; whether another result follows.
+    async fn drain_rows(&mut self) -> Result<bool, SessionEnd> {
+        loop {
+            let packet = self.server_packet().await?;
+            if packet.first() == Some(0xff) {
+                return Ok(false);
+            }
+            if is_terminator(&packet, self.deprecate_eof) {
+                let end = if self.deprecate_eof {
+                    OkPacket::decode(&packet.payload())
+                } else {
+                    OkPacket::decode_eof(&packet.payload())
+                }
+                .map_err(server_protocol)?;
+                return Ok(end.status & status::MORE_RESULTS_EXISTS != 0);
+            }
+        }
+    }
+
+    /// Reads a whole result and drops it; whether another result follows.
+    async fn drain_result(&mut self) -> Result<bool, SessionEnd> {
+        let first = self.server_packet().await?;
+        match first.first() {
+            Some(0x00) => {
+                let ok = OkPacket::decode(&first.payload()).map_err(server_protocol)?;
+                Ok(ok.status & status::MORE_RESULTS_EXISTS != 0)
+            }
+            Some(0xff) => Ok(false),
+            Some(0xfb) => Err(SessionEnd::ServerProtocol(
+                "a LOCAL INFILE request in a withheld answer".into(),
+            )),
+            _ => {
+                let columns = Reader::new(first.head())
+                    .lenenc("column count")
+                    .map_err(server_protocol)?;
+                for _ in 0..columns + u64::from(!self.deprecate_eof) {
+                    self.server_packet().await?;
+                }
+                self.drain_rows().await
             }
         }
     }
@@ -216,8 +361,15 @@ impl Session {
         let (mut rows, mut bytes) = (0u64, 0u64);
         let mut began = executed.start.at;
         loop {
+            self.turn.statement = index;
             let end = self.relay_result(local_infile).await?;
             let more = end.more();
+            if let (ResultEnd::Err(e), Some(encryption)) = (&end, &self.encryption)
+                && e.message.contains("warden_enc_")
+            {
+                // A write bounced off warden's check constraint: the catalog is stale.
+                encryption.refresh_soon();
+            }
             let error = match end {
                 ResultEnd::Ok { affected, .. } => {
                     rows += affected;

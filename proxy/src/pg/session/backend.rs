@@ -17,12 +17,18 @@ use warden_audit::{AuditEvent, AuditRecord};
 use warden_policy::Refusal;
 
 use super::SessionContext;
-use super::frontend::refusal_error;
+use super::copy::CopyCodec;
+use super::crypt::{ResultTransform, describe_params};
+use super::frontend::{copy_data, refusal_error};
 use super::state::{Conversation, Pending, Prepared, Start};
 use crate::net::Stream;
 use crate::pg::frame::{Frame, FrameError, FrameReader, FrameWriter};
 use crate::pg::messages::backend::{
     ErrorFields, ParameterStatus, command_tag, ready_for_query_status, rows_in_tag,
+};
+use crate::pg::messages::rows::{
+    decode_parameter_description, decode_row_description, encode_parameter_description,
+    encode_row_description,
 };
 use crate::pipeline::records::{Completion, SessionRecords};
 
@@ -68,6 +74,14 @@ pub struct Backend<'a> {
     undo: Vec<Pending>,
     suspended: HashMap<String, Suspended>,
     outbox: Vec<AuditRecord>,
+    /// How the rows of the current result set are decrypted (`None`: forwarded as they are).
+    transform: Option<Arc<ResultTransform>>,
+    /// `transform` is set for the current result set.
+    transform_ready: bool,
+    /// A row of the current result set could not be decrypted: the rest is withheld.
+    row_error: Option<String>,
+    /// The COPY TO STDOUT in progress on encrypted columns, if any.
+    copy_out: Option<CopyCodec>,
 }
 
 impl<'a> Backend<'a> {
@@ -94,6 +108,10 @@ impl<'a> Backend<'a> {
             undo: Vec::new(),
             suspended: HashMap::new(),
             outbox: Vec::new(),
+            transform: None,
+            transform_ready: false,
+            row_error: None,
+            copy_out: None,
         }
     }
 
@@ -144,51 +162,93 @@ impl<'a> Backend<'a> {
     /// Handles one message; `Ok(true)` when the session should end because warden drains.
     async fn handle(&mut self, frame: Frame) -> Result<bool, BackendEnd> {
         match frame.tag {
-            b'D' | b'd' => {
-                if frame.tag == b'D' {
-                    self.rows += 1;
-                }
+            b'D' => {
+                self.rows += 1;
                 self.bytes += frame.bytes.len() as u64;
+                if self.ctx.encryption.is_some() {
+                    if let Some(row) = self.decrypt_row(&frame) {
+                        self.forward(&row).await?;
+                    }
+                } else {
+                    self.forward(&frame).await?;
+                }
+            }
+            b'd' => {
+                self.bytes += frame.bytes.len() as u64;
+                match self.copy_out.as_mut() {
+                    None => self.forward(&frame).await?,
+                    Some(_) if self.row_error.is_some() => {}
+                    Some(codec) => match codec.feed(frame.body()) {
+                        Ok(rows) if rows.is_empty() => {}
+                        Ok(rows) => self.forward(&copy_data(&rows)).await?,
+                        Err(e) => self.row_error = Some(e),
+                    },
+                }
+            }
+            b'H' => {
+                self.copy_out = self.copy_out_codec();
+                self.forward(&frame).await?;
+            }
+            b'c' if self.copy_out.is_some() => {
+                if let Some(mut codec) = self.copy_out.take()
+                    && self.row_error.is_none()
+                {
+                    match codec.finish() {
+                        Ok(rest) if !rest.is_empty() => self.forward(&copy_data(&rest)).await?,
+                        Ok(_) => {}
+                        Err(e) => self.row_error = Some(e),
+                    }
+                }
                 self.forward(&frame).await?;
             }
             b'C' => {
                 self.command_complete(&frame)?;
-                self.forward(&frame).await?;
+                let withheld = self.end_result();
+                self.forward(withheld.as_ref().unwrap_or(&frame)).await?;
             }
             b'I' => {
                 self.empty_query()?;
+                self.end_result();
                 self.forward(&frame).await?;
             }
             b's' => {
                 self.portal_suspended()?;
-                self.forward(&frame).await?;
+                let withheld = self.end_result();
+                self.forward(withheld.as_ref().unwrap_or(&frame)).await?;
             }
             b'E' => {
                 let replacement = self.error(&frame)?;
+                self.end_result();
                 self.forward(replacement.as_ref().unwrap_or(&frame)).await?;
             }
             b'Z' => {
                 let drained = self.ready(&frame)?;
+                self.end_result();
                 self.forward(&frame).await?;
                 return Ok(drained);
+            }
+            b'n' if self.internal_describe_front() => {
+                let mut c = self.lock();
+                if let Some(Pending::InternalDescribe { statement }) = c.pending.pop_front()
+                    && let Some(e) = &statement.encryption
+                {
+                    *e.fields.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Arc::new(Vec::new()));
+                }
+            }
+            b't' if self.internal_describe_front() => {}
+            b't' => {
+                let rewritten = self.describe_params(&frame)?;
+                self.forward(rewritten.as_ref().unwrap_or(&frame)).await?;
             }
             b'1' | b'2' | b'3' | b'n' => {
                 self.reply(frame.tag)?;
                 self.forward(&frame).await?;
             }
             b'T' => {
-                let described = {
-                    let mut c = self.lock();
-                    let describe = matches!(c.pending.front(), Some(Pending::Describe));
-                    if describe {
-                        c.pending.pop_front();
-                    }
-                    describe
-                };
-                if described {
-                    self.last_done = Instant::now();
+                if let Some(rewritten) = self.row_description(&frame)? {
+                    self.forward(&rewritten).await?;
                 }
-                self.forward(&frame).await?;
             }
             b'S' => {
                 if let Ok(status) = ParameterStatus::decode(&frame) {
@@ -213,6 +273,178 @@ impl<'a> Backend<'a> {
             _ => self.forward(&frame).await?,
         }
         Ok(false)
+    }
+
+    /// Whether the reply at the front answers warden's own Describe.
+    fn internal_describe_front(&self) -> bool {
+        matches!(
+            self.lock().pending.front(),
+            Some(Pending::InternalDescribe { .. })
+        )
+    }
+
+    /// A RowDescription: consumed when it answers warden's own Describe, rewritten for
+    /// encrypted columns otherwise. Returns what to forward (`None`: nothing).
+    fn row_description(&mut self, frame: &Frame) -> Result<Option<Frame>, BackendEnd> {
+        let mut c = self.lock();
+        let (statement, query_plan, is_query) = match c.pending.front() {
+            Some(Pending::InternalDescribe { .. }) => {
+                let Some(Pending::InternalDescribe { statement }) = c.pending.pop_front() else {
+                    unreachable!("front was an internal describe")
+                };
+                drop(c);
+                self.last_done = Instant::now();
+                let fields = decode_row_description(frame)
+                    .map_err(|e| BackendEnd::Protocol(e.to_string()))?;
+                if let Some(e) = &statement.encryption {
+                    *e.fields.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fields));
+                }
+                return Ok(None);
+            }
+            Some(Pending::Describe { statement }) => {
+                let statement = statement.clone();
+                c.pending.pop_front();
+                drop(c);
+                self.last_done = Instant::now();
+                (statement, None, false)
+            }
+            Some(Pending::Query { plan, .. }) => {
+                let plan = plan.clone();
+                drop(c);
+                (None, plan, true)
+            }
+            _ => (None, None, false),
+        };
+        let Some(encryption) = &self.ctx.encryption else {
+            return Ok(Some(frame.clone()));
+        };
+        let plan = query_plan.or_else(|| {
+            statement
+                .as_ref()
+                .and_then(|s| s.encryption.as_ref())
+                .map(|e| e.plan.clone())
+        });
+        let mut fields =
+            decode_row_description(frame).map_err(|e| BackendEnd::Protocol(e.to_string()))?;
+        let planner = encryption.planner();
+        let outputs = plan
+            .as_ref()
+            .and_then(|p| p.outputs.get(self.statement_index))
+            .map(Vec::as_slice);
+        let transform =
+            ResultTransform::build(planner.catalog(), &fields, outputs, None).map(Arc::new);
+        let rewritten = transform.as_ref().map(|t| {
+            t.describe(&mut fields);
+            encode_row_description(&fields)
+        });
+        // The rows of a simple query follow its description; those of an Execute are
+        // transformed with the portal's result formats when they arrive.
+        if is_query {
+            self.transform = transform;
+            self.transform_ready = true;
+        }
+        Ok(Some(rewritten.unwrap_or_else(|| frame.clone())))
+    }
+
+    /// A ParameterDescription for the client: encrypted parameters get the type the
+    /// application uses.
+    fn describe_params(&mut self, frame: &Frame) -> Result<Option<Frame>, BackendEnd> {
+        let c = self.lock();
+        let Some(Pending::Describe {
+            statement: Some(statement),
+        }) = c.pending.front()
+        else {
+            return Ok(None);
+        };
+        let Some(e) = &statement.encryption else {
+            return Ok(None);
+        };
+        let mut types =
+            decode_parameter_description(frame).map_err(|e| BackendEnd::Protocol(e.to_string()))?;
+        describe_params(&mut types, &e.client_param_types, &e.plan);
+        Ok(Some(encode_parameter_description(&types)))
+    }
+
+    /// A DataRow with its encrypted values opened; `None` when it must be withheld (a value
+    /// could not be decrypted: the result ends with an error instead of ciphertext).
+    fn decrypt_row(&mut self, frame: &Frame) -> Option<Frame> {
+        if self.row_error.is_some() {
+            return None;
+        }
+        if !self.transform_ready {
+            self.transform_ready = true;
+            self.transform = self.execute_transform();
+        }
+        let Some(t) = &self.transform else {
+            return Some(frame.clone());
+        };
+        match t.row(frame) {
+            Ok(row) => Some(row),
+            Err(e) => {
+                tracing::error!(session = self.ctx.identity.session_id, error = %e, "could not decrypt a result row; the result is withheld");
+                self.row_error = Some(e);
+                None
+            }
+        }
+    }
+
+    /// The transform of the rows of the Execute at the front of the queue.
+    fn execute_transform(&self) -> Option<Arc<ResultTransform>> {
+        let encryption = self.ctx.encryption.as_ref()?;
+        let c = self.lock();
+        let Some(Pending::Execute {
+            statement: Some(statement),
+            result_formats,
+            ..
+        }) = c.pending.front()
+        else {
+            return None;
+        };
+        let e = statement.encryption.as_ref()?;
+        let fields = e.fields.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let planner = encryption.planner();
+        match fields {
+            Some(fields) => ResultTransform::build(
+                planner.catalog(),
+                &fields,
+                e.plan.outputs.first().map(Vec::as_slice),
+                Some(result_formats),
+            )
+            .map(Arc::new),
+            // Cannot happen (warden's Describe is answered before any Execute of the
+            // statement); if it did, withholding is safer than guessing.
+            None => Some(Arc::new(ResultTransform::withhold_all())),
+        }
+    }
+
+    /// The codec of a COPY TO STDOUT on encrypted columns, for the statement at the front.
+    fn copy_out_codec(&self) -> Option<CopyCodec> {
+        let c = self.lock();
+        let plan = match c.pending.front() {
+            Some(Pending::Query { plan, .. }) => plan.clone(),
+            Some(Pending::Execute {
+                statement: Some(s), ..
+            }) => s.encryption.as_ref().map(|e| e.plan.clone()),
+            _ => None,
+        }?;
+        let copy = plan.copy.as_ref().filter(|c| !c.into_database)?;
+        Some(CopyCodec::new(copy.clone()))
+    }
+
+    /// A result set ended: forget its transform. Returns the error to send instead of the
+    /// completion when rows were withheld.
+    fn end_result(&mut self) -> Option<Frame> {
+        self.transform = None;
+        self.transform_ready = false;
+        self.copy_out = None;
+        let error = self.row_error.take()?;
+        Some(
+            ErrorFields::error(
+                "XX001",
+                format!("warden could not decrypt the result ({error}); no rows were returned past this point"),
+            )
+            .encode(),
+        )
     }
 
     /// Records of the statements completed by the last message go out after it is forwarded.
@@ -327,6 +559,7 @@ impl<'a> Backend<'a> {
                     statement,
                     start,
                     refusal,
+                    ..
                 }) = c.pending.pop_front()
                 else {
                     unreachable!("front was an Execute")
@@ -416,6 +649,7 @@ impl<'a> Backend<'a> {
             statement,
             start,
             refusal,
+            ..
         }) = c.pending.pop_front()
         else {
             return Err(desync("PortalSuspended without an Execute"));
@@ -450,7 +684,7 @@ impl<'a> Backend<'a> {
                 self.finish_suspended(&name);
                 true
             }
-            (Some(Pending::Describe), b'n') => true,
+            (Some(Pending::Describe { .. }), b'n') => true,
             _ => false,
         };
         if ok {
@@ -467,6 +701,14 @@ impl<'a> Backend<'a> {
     /// The error to send instead of `frame`, when it answers a refusal.
     fn error(&mut self, frame: &Frame) -> Result<Option<Frame>, BackendEnd> {
         let fields = ErrorFields::decode(frame).map_err(|e| BackendEnd::Protocol(e.to_string()))?;
+        if fields.code == "23514"
+            && fields.message.contains("warden_enc_")
+            && let Some(e) = &self.ctx.encryption
+        {
+            // A write bounced off the check constraint of a column that became encrypted
+            // since warden read the catalog.
+            e.refresh_soon();
+        }
         let (_, bytes, last_done) = self.take_progress();
         let error = Some((fields.code.clone(), fields.message.clone()));
         let mut c = self.lock();
@@ -579,6 +821,7 @@ impl<'a> Backend<'a> {
                         statement,
                         start,
                         refusal,
+                        ..
                     } => {
                         let (statement, start, rows) = match self.suspended.remove(portal) {
                             Some(s) => (s.statement, s.start, Some(s.rows)),
@@ -687,7 +930,7 @@ fn describe(entry: Option<&Pending>) -> &'static str {
         Some(Pending::FunctionCall { .. }) => "a function call",
         Some(Pending::Parse { .. }) => "a parse",
         Some(Pending::Bind { .. }) => "a bind",
-        Some(Pending::Describe) => "a describe",
+        Some(Pending::Describe { .. }) | Some(Pending::InternalDescribe { .. }) => "a describe",
         Some(Pending::Execute { .. }) => "an execute",
         Some(Pending::CloseStatement { .. }) | Some(Pending::ClosePortal { .. }) => "a close",
         Some(Pending::Sync { .. }) => "a sync",

@@ -17,7 +17,11 @@ use tokio::sync::watch;
 use warden_policy::{Decision, Refusal};
 
 use super::SessionContext;
-use super::state::{Conversation, MAX_NAMED, MAX_PENDING, Pending, Portal, Prepared, Start};
+use super::copy::CopyCodec;
+use super::crypt::{self, TextOutcome};
+use super::state::{
+    Conversation, MAX_NAMED, MAX_PENDING, Pending, Portal, Prepared, PreparedEncryption, Start,
+};
 use crate::net::Stream;
 use crate::pg::frame::{Frame, FrameError, FrameReader, FrameWriter};
 use crate::pg::messages::MessageError;
@@ -58,6 +62,16 @@ pub struct Frontend<'a> {
     pub state: &'a Mutex<Conversation>,
     pub ctx: &'a SessionContext,
     pub drain: watch::Receiver<bool>,
+    /// The COPY FROM STDIN in progress on encrypted columns, if any.
+    pub copy_in: Option<CopyIn>,
+}
+
+/// A COPY FROM STDIN whose rows warden encrypts.
+pub enum CopyIn {
+    Active(CopyCodec),
+    /// A row could not be encrypted: the database got CopyFail, the client's remaining
+    /// CopyData is dropped.
+    Failed,
 }
 
 impl Frontend<'_> {
@@ -122,10 +136,17 @@ impl Frontend<'_> {
             b'B' => self.bind(frame).await,
             b'E' => self.execute(frame).await,
             b'D' => {
-                TargetRef::decode(&frame)?;
+                let target = TargetRef::decode(&frame)?;
                 {
                     let mut c = self.lock();
-                    self.push(&mut c, Pending::Describe)?;
+                    let statement = match target.target {
+                        Target::Statement => c.statements.get(target.name).cloned(),
+                        Target::Portal => {
+                            c.portals.get(target.name).and_then(|p| p.statement.clone())
+                        }
+                    }
+                    .filter(|s| s.encryption.is_some());
+                    self.push(&mut c, Pending::Describe { statement })?;
                 }
                 self.forward(&frame).await
             }
@@ -142,6 +163,18 @@ impl Frontend<'_> {
                 }
                 self.forward(&frame).await
             }
+            b'd' => match &mut self.copy_in {
+                None => self.forward(&frame).await,
+                Some(CopyIn::Failed) => Ok(()),
+                Some(CopyIn::Active(codec)) => match codec.feed(frame.body()) {
+                    Ok(rows) if rows.is_empty() => Ok(()),
+                    Ok(rows) => self.forward(&copy_data(&rows)).await,
+                    Err(e) => {
+                        self.copy_in = Some(CopyIn::Failed);
+                        self.forward(&copy_fail(&e)).await
+                    }
+                },
+            },
             b'c' | b'f' => {
                 {
                     let mut c = self.lock();
@@ -151,7 +184,18 @@ impl Frontend<'_> {
                         self.push(&mut c, Pending::CopyEnd)?;
                     }
                 }
-                self.forward(&frame).await
+                match self.copy_in.take() {
+                    Some(CopyIn::Active(mut codec)) if frame.tag == b'c' => match codec.finish() {
+                        Ok(rest) => {
+                            if !rest.is_empty() {
+                                self.forward(&copy_data(&rest)).await?;
+                            }
+                            self.forward(&frame).await
+                        }
+                        Err(e) => self.forward(&copy_fail(&e)).await,
+                    },
+                    _ => self.forward(&frame).await,
+                }
             }
             b'F' => {
                 let refusal = self.ctx.shared.audit_refusal();
@@ -188,11 +232,41 @@ impl Frontend<'_> {
             .ctx
             .shared
             .decide(&self.ctx.identity, query.sql, &analysis);
-        let (refusal, rewritten_by, out) = match decision {
+        let (mut refusal, rewritten_by, mut out) = match decision {
             Decision::Allow => (None, None, None),
             Decision::Refuse(r) => (Some(r), None, Some(Query::encode(REFUSAL_SQL))),
             Decision::Rewrite(rw) => (None, Some(rw.rule), Some(Query::encode(&rw.sql))),
         };
+        let mut plan = None;
+        self.copy_in = None;
+        if refusal.is_none()
+            && let Some(encryption) = &self.ctx.encryption
+        {
+            let bytes = match &out {
+                Some(f) => Query::decode(f)?.sql.to_vec(),
+                None => query.sql.to_vec(),
+            };
+            let (sql, readable) = match String::from_utf8(bytes) {
+                Ok(s) => (s, untrusted.is_none()),
+                Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), false),
+            };
+            let template = (rewritten_by.is_none() && analysis.is_understood())
+                .then_some(analysis.redacted_sql.as_str());
+            match crypt::plan_text(encryption, &sql, template, !readable) {
+                TextOutcome::Untouched => {}
+                TextOutcome::Planned { plan: p, sql } => {
+                    if let Some(sql) = sql {
+                        out = Some(Query::encode(&sql));
+                    }
+                    self.copy_in = copy_codec(&p);
+                    plan = Some(p);
+                }
+                TextOutcome::Refused(r) => {
+                    refusal = Some(r);
+                    out = Some(Query::encode(REFUSAL_SQL));
+                }
+            }
+        }
         {
             let mut c = self.lock();
             c.generation += 1;
@@ -201,6 +275,7 @@ impl Frontend<'_> {
                 &mut c,
                 Pending::Query {
                     analysis,
+                    plan,
                     start,
                     refusal,
                     rewritten_by,
@@ -220,23 +295,58 @@ impl Frontend<'_> {
             .ctx
             .shared
             .decide(&self.ctx.identity, parse.sql, &analysis);
-        let (refusal, rewritten_by, out) = match decision {
+        let (mut refusal, rewritten_by, mut sql) = match decision {
             Decision::Allow => (None, None, None),
-            Decision::Refuse(r) => (
-                Some(r),
-                None,
-                Some(Parse::encode(REFUSAL_NAME, REFUSAL_SQL, &[])),
-            ),
-            Decision::Rewrite(rw) => (
-                None,
-                Some(rw.rule),
-                Some(Parse::encode(parse.name, &rw.sql, &parse.param_types)),
-            ),
+            Decision::Refuse(r) => (Some(r), None, None),
+            Decision::Rewrite(rw) => (None, Some(rw.rule), Some(rw.sql)),
         };
+        let mut encryption = None;
+        if refusal.is_none()
+            && let Some(enc) = &self.ctx.encryption
+        {
+            let (text, readable) = match &sql {
+                Some(s) => (s.clone(), untrusted.is_none()),
+                None => match std::str::from_utf8(parse.sql) {
+                    Ok(s) => (s.to_string(), untrusted.is_none()),
+                    Err(_) => (String::from_utf8_lossy(parse.sql).into_owned(), false),
+                },
+            };
+            let template = (rewritten_by.is_none() && analysis.is_understood())
+                .then_some(analysis.redacted_sql.as_str());
+            match crypt::plan_text(enc, &text, template, !readable) {
+                TextOutcome::Untouched => {}
+                TextOutcome::Planned {
+                    plan,
+                    sql: rewritten,
+                } => {
+                    sql = Some(rewritten.unwrap_or(text));
+                    encryption = Some(PreparedEncryption {
+                        plan,
+                        client_param_types: parse.param_types.clone(),
+                        fields: std::sync::Mutex::new(None),
+                    });
+                }
+                TextOutcome::Refused(r) => refusal = Some(r),
+            }
+        }
+        let out = match (&refusal, &sql, &encryption) {
+            (Some(_), _, _) => Some(Parse::encode(REFUSAL_NAME, REFUSAL_SQL, &[])),
+            // Planned statements always carry their text (rewritten or not).
+            (None, None, _) => None,
+            (None, Some(sql), encryption) => {
+                let types = match encryption {
+                    Some(e) => crypt::parse_param_types(&parse.param_types, &e.plan),
+                    None => parse.param_types.clone(),
+                };
+                Some(Parse::encode(parse.name, sql, &types))
+            }
+        };
+        let describe = encryption.is_some();
         let prepared = Arc::new(Prepared {
             analysis,
             refusal,
             rewritten_by,
+            encryption,
         });
         {
             let mut c = self.lock();
@@ -249,27 +359,54 @@ impl Frontend<'_> {
             let entry = Pending::Parse {
                 name: parse.name.to_string(),
                 previous,
-                prepared,
+                prepared: prepared.clone(),
                 start,
             };
             self.push(&mut c, entry)?;
+            if describe {
+                self.push(
+                    &mut c,
+                    Pending::InternalDescribe {
+                        statement: prepared,
+                    },
+                )?;
+            }
         }
-        self.forward(out.as_ref().unwrap_or(&frame)).await
+        self.forward(out.as_ref().unwrap_or(&frame)).await?;
+        if describe {
+            // Warden's own Describe: the statement's result columns, so rows of its portals can
+            // be decrypted even when the client never describes them.
+            self.forward(&describe_statement(parse.name)).await?;
+        }
+        Ok(())
     }
 
     async fn bind(&mut self, frame: Frame) -> Result<(), FrontendEnd> {
         let start = Start::now();
         let bind = Bind::decode(&frame)?;
-        let refusal = self.ctx.shared.audit_refusal();
+        let mut refusal = self.ctx.shared.audit_refusal();
+        let statement = self.lock().statements.get(bind.statement).cloned();
+        let mut out = None;
+        if refusal.is_none()
+            && let Some(e) = statement.as_ref().and_then(|s| s.encryption.as_ref())
+        {
+            match crypt::encrypt_bind(&bind, &e.plan, &e.client_param_types) {
+                Ok(frame) => out = frame,
+                Err(err) => {
+                    let invalid = matches!(err, warden_encryption::EncryptionError::Value { .. });
+                    refusal = Some(crypt::value_refusal(&err.to_string(), invalid));
+                }
+            }
+        }
         {
             let mut c = self.lock();
             if c.portals.len() >= MAX_NAMED && !c.portals.contains_key(bind.portal) {
                 return Err(FrontendEnd::TooMuch("portals"));
             }
-            let statement = c.statements.get(bind.statement).cloned();
             let portal = Portal {
                 statement: statement.clone(),
                 generation: c.generation + 1,
+                result_formats: bind.result_formats.clone().into(),
             };
             let previous = c.portals.insert(bind.portal.to_string(), portal);
             let entry = Pending::Bind {
@@ -282,7 +419,7 @@ impl Frontend<'_> {
             self.push(&mut c, entry)?;
         }
         match refusal {
-            None => self.forward(&frame).await,
+            None => self.forward(out.as_ref().unwrap_or(&frame)).await,
             Some(_) => self.forward(&refused_bind()).await,
         }
     }
@@ -291,20 +428,27 @@ impl Frontend<'_> {
         let start = Start::now();
         let execute = Execute::decode(&frame)?;
         let refusal = self.ctx.shared.audit_refusal();
-        {
+        let copy_in = {
             let mut c = self.lock();
-            let statement = c
-                .portals
-                .get(execute.portal)
-                .and_then(|p| p.statement.clone());
+            let (statement, result_formats) = match c.portals.get(execute.portal) {
+                Some(p) => (p.statement.clone(), p.result_formats.clone()),
+                None => (None, Arc::from(Vec::new())),
+            };
+            let copy_in = statement
+                .as_ref()
+                .and_then(|s| s.encryption.as_ref())
+                .and_then(|e| copy_codec(&e.plan));
             let entry = Pending::Execute {
                 portal: execute.portal.to_string(),
                 statement,
+                result_formats,
                 start,
                 refusal: refusal.clone(),
             };
             self.push(&mut c, entry)?;
-        }
+            copy_in
+        };
+        self.copy_in = copy_in;
         match refusal {
             None => self.forward(&frame).await,
             Some(_) => self.forward(&Execute::encode(REFUSAL_NAME, 0)).await,
@@ -341,6 +485,36 @@ fn refused_bind() -> Frame {
         result_formats: vec![],
     }
     .encode()
+}
+
+/// The codec of a plan's COPY FROM STDIN, if it has one.
+fn copy_codec(plan: &Arc<warden_encryption::Plan>) -> Option<CopyIn> {
+    plan.copy
+        .as_ref()
+        .filter(|c| c.into_database)
+        .map(|c| CopyIn::Active(CopyCodec::new(c.clone())))
+}
+
+/// `d`: COPY data.
+pub fn copy_data(data: &[u8]) -> Frame {
+    crate::pg::messages::MessageBuilder::new(b'd')
+        .bytes(data)
+        .finish()
+}
+
+/// `f`: CopyFail with a message (the database ends the COPY with an error naming it).
+fn copy_fail(message: &str) -> Frame {
+    crate::pg::messages::MessageBuilder::new(b'f')
+        .cstr(message)
+        .finish()
+}
+
+/// `D` for a prepared statement.
+fn describe_statement(name: &str) -> Frame {
+    crate::pg::messages::MessageBuilder::new(b'D')
+        .u8(b'S')
+        .cstr(name)
+        .finish()
 }
 
 /// A FunctionCall the database rejects: no function has OID 0.

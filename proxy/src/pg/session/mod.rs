@@ -7,6 +7,8 @@
 //! buffers on both sides mean a slow client only slows its own session.
 
 pub mod backend;
+pub mod copy;
+pub mod crypt;
 pub mod frontend;
 pub mod state;
 
@@ -35,6 +37,8 @@ pub struct SessionContext {
     pub shared: Arc<Shared>,
     pub metrics: UpstreamMetrics,
     pub identity: SessionIdentity,
+    /// Column encryption of the upstream, if its policy declares encrypted columns.
+    pub encryption: Option<Arc<crate::encryption::Encryption>>,
 }
 
 /// Signals from the server to its sessions.
@@ -166,6 +170,7 @@ pub async fn relay(
         state: &state,
         ctx: &ctx,
         drain: shutdown.drain.clone(),
+        copy_in: None,
     };
     let mut backend = Backend::new(
         FrameReader::with_buffered(server_read, Peer::Server, max, server_buffered),

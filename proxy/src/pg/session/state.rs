@@ -12,12 +12,15 @@
 //! error in the pipeline) the previous entry is put back, newest first.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use time::OffsetDateTime;
 use warden_analysis::Analysis;
+use warden_encryption::Plan;
 use warden_policy::Refusal;
+
+use crate::pg::messages::rows::Field;
 
 /// A statement the client prepared (Parse), as warden understood it.
 #[derive(Debug)]
@@ -27,6 +30,19 @@ pub struct Prepared {
     pub refusal: Option<Refusal>,
     /// Set when a rule rewrote the statement.
     pub rewritten_by: Option<String>,
+    /// Set when the statement touches encrypted columns.
+    pub encryption: Option<PreparedEncryption>,
+}
+
+/// What a prepared statement needs for column encryption.
+#[derive(Debug)]
+pub struct PreparedEncryption {
+    pub plan: Arc<Plan>,
+    /// The parameter types the client declared in its Parse.
+    pub client_param_types: Vec<i32>,
+    /// The statement's result columns, from the Describe warden sends after the Parse
+    /// (`None` until its reply arrives; empty when the statement returns no rows).
+    pub fields: Mutex<Option<Arc<Vec<Field>>>>,
 }
 
 /// A portal the client bound.
@@ -37,6 +53,8 @@ pub struct Portal {
     pub statement: Option<Arc<Prepared>>,
     /// The Sync generation the portal was bound in: portals die when their transaction ends.
     pub generation: u64,
+    /// The result format codes of the Bind.
+    pub result_formats: Arc<[i16]>,
 }
 
 /// When and how a statement execution began.
@@ -63,6 +81,8 @@ pub enum Pending {
     /// A simple Query: replies until ReadyForQuery, one completion per statement.
     Query {
         analysis: Arc<Analysis>,
+        /// The encryption plan, when the text touches encrypted columns.
+        plan: Option<Arc<Plan>>,
         start: Start,
         refusal: Option<Refusal>,
         rewritten_by: Option<String>,
@@ -87,10 +107,21 @@ pub enum Pending {
         start: Start,
         refusal: Option<Refusal>,
     },
-    Describe,
+    Describe {
+        /// The statement described (directly, or through its portal), when it touches
+        /// encrypted columns: its descriptions are rewritten.
+        statement: Option<Arc<Prepared>>,
+    },
+    /// A Describe of a prepared statement that warden sent itself (after a Parse touching
+    /// encrypted columns): its replies are consumed, not forwarded.
+    InternalDescribe {
+        statement: Arc<Prepared>,
+    },
     Execute {
         portal: String,
         statement: Option<Arc<Prepared>>,
+        /// The portal's result format codes.
+        result_formats: Arc<[i16]>,
         start: Start,
         refusal: Option<Refusal>,
     },
