@@ -1,8 +1,10 @@
 //! The bench's laboratory: one throwaway PostgreSQL cluster with pgbench's tables, and the
 //! proxies in front of it, each reachable as a [`Target`].
 //!
-//! The long-lived endpoints (PgBouncer in session mode, warden passthrough, warden with audit)
-//! run side by side for the whole run, so their measurements interleave. The many-sessions
+//! The long-lived endpoints (PgBouncer in session mode, warden passthrough, warden with audit,
+//! and — when an encrypted workload is selected — warden-enc) run side by side for the whole
+//! run, so their measurements interleave. warden-enc's table, keys, policy, migration and
+//! pre-measurement checks are in [`crate::encrypted`]. The many-sessions
 //! workloads start fresh proxies instead, so that a proxy's memory before and after opening
 //! thousands of sessions is not blurred by what earlier workloads left in its allocator, and
 //! so that PgBouncer's session pool does not keep thousands of idle backends afterwards.
@@ -13,12 +15,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use tokio::runtime::Runtime;
 use warden_tests::pg::{Login, PasswordAuth, PgInstance, Target, Via, password_for, pgbench};
 use warden_tests::scratch::Scratch;
 use warden_tests::upstream::UpstreamDatabase;
-use warden_tests::warden::{UpstreamSpec, Warden, WardenConfig};
+use warden_tests::warden::{ConfigDir, UpstreamSpec, Warden, WardenConfig};
 
 use crate::catalog::{ConfigId, Script};
+use crate::encrypted;
+use crate::pgbench::People;
 use crate::pgbouncer::{PgBouncer, PgBouncerSpec, PoolMode};
 
 /// The SCRAM role the workloads run as (owner of the database).
@@ -80,12 +85,25 @@ pub struct Lab {
     pgbouncer: Proxy,
     passthrough: Proxy,
     audit: Proxy,
+    /// warden-enc, once its table is encrypted and it answered the checks correctly.
+    encryption: Option<Proxy>,
+    /// Its keyring, policy and configuration (kept until the end).
+    enc_files: Option<encrypted::Files>,
+    /// The encrypted workloads' setup; `None` when none was selected.
+    pub enc: Option<encrypted::Setup>,
 }
 
 impl Lab {
     /// Starts PostgreSQL (with room for `max_connections`), loads pgbench's tables at
-    /// `scale`, and starts the long-lived proxies.
-    pub fn start(scale: u32, max_connections: u32) -> Result<Lab> {
+    /// `scale`, and starts the long-lived proxies; with `enc_rows`, also loads the people
+    /// tables with that many rows, encrypts one and starts warden-enc in front of it (a
+    /// failure there is recorded in [`Lab::enc`], and only warden-enc goes unmeasured).
+    pub fn start(
+        scale: u32,
+        max_connections: u32,
+        enc_rows: Option<u64>,
+        rt: &Runtime,
+    ) -> Result<Lab> {
         let pg = PgInstance::start_with(&[
             format!("max_connections={max_connections}"),
             "shared_buffers=128MB".into(),
@@ -144,18 +162,82 @@ impl Lab {
             scratch,
             users,
             pgbouncer,
+            encryption: None,
+            enc_files: None,
+            enc: None,
         };
+        let rows = enc_rows.unwrap_or(0);
         for script in [
             Script::PointSelect,
             Script::ReadWrite,
             Script::BulkSelect,
             Script::InsertBatch,
+            Script::EncLookup,
+            Script::EncRange,
         ] {
-            let text = crate::pgbench::script_text(script, lab.scale);
-            std::fs::write(lab.script_file(script), text)?;
+            let configs: &[ConfigId] = if script.people() {
+                &[ConfigId::Direct, ConfigId::Encryption]
+            } else {
+                &[ConfigId::Direct]
+            };
+            for &config in configs {
+                let people = People {
+                    table: people_table(config),
+                    rows,
+                };
+                let text = crate::pgbench::script_text(script, lab.scale, people);
+                std::fs::write(lab.script_file(script, config), text)?;
+            }
         }
-        lab.scale = scale;
+        if let Some(rows) = enc_rows {
+            let mut setup = encrypted::Setup {
+                rows,
+                ..encrypted::Setup::default()
+            };
+            if let Err(e) = lab.start_encryption(&mut setup, rt) {
+                eprintln!("warden-enc will not be measured: {e:#}");
+                setup.error = Some(format!("{e:#}"));
+                if let Some(proxy) = lab.encryption.take() {
+                    let _ = proxy.stop();
+                }
+            }
+            lab.enc = Some(setup);
+        }
         Ok(lab)
+    }
+
+    /// Loads the people tables, encrypts `bench_people` with `warden encrypt`, starts
+    /// warden-enc and checks its answers against the plaintext copy.
+    fn start_encryption(&mut self, setup: &mut encrypted::Setup, rt: &Runtime) -> Result<()> {
+        eprintln!(
+            "loading {} people into {} and {} ...",
+            setup.rows,
+            encrypted::TABLE,
+            encrypted::PLAIN_TABLE
+        );
+        setup.load_seconds = encrypted::load(&self.pg, setup.rows)?;
+        let mut config = warden_config(&self.users, self.pg.addr(), true, &self.pg);
+        let keys = encrypted::keys_and_policy(&mut config)?;
+        let written = ConfigDir::write(config.clone())?;
+        setup.migrations = encrypted::migrate(&self.pg, &written)?;
+        self.enc_files = Some(encrypted::Files::keep(keys, written));
+        let warden = Proxy::Warden(Box::new(
+            Warden::start(config).context("cannot start warden-enc")?,
+        ));
+        let target = self.proxy_target(&warden)?;
+        self.encryption = Some(warden);
+        setup.verified = encrypted::verify(
+            &self.pg,
+            rt,
+            &target,
+            &self.app,
+            setup.rows,
+            self.scratch.path(),
+        )?;
+        for line in &setup.verified {
+            eprintln!("   verified through warden-enc: {line}");
+        }
+        Ok(())
     }
 
     /// The scratch directory (scripts, pgbench logs).
@@ -163,9 +245,15 @@ impl Lab {
         self.scratch.path()
     }
 
-    /// Where the script file for `script` is.
-    pub fn script_file(&self, script: Script) -> PathBuf {
-        self.scratch.join(format!("{script:?}.sql").to_lowercase())
+    /// Where the script file for `script`, as run against configuration `config`, is (the
+    /// encrypted workloads' scripts name the people table that configuration reads).
+    pub fn script_file(&self, script: Script, config: ConfigId) -> PathBuf {
+        let name = if script.people() {
+            format!("{script:?}-{}.sql", people_table(config))
+        } else {
+            format!("{script:?}.sql")
+        };
+        self.scratch.join(name.to_lowercase())
     }
 
     /// Rows in pgbench_accounts.
@@ -185,9 +273,14 @@ impl Lab {
             ConfigId::PgBouncer => &self.pgbouncer,
             ConfigId::Passthrough => &self.passthrough,
             ConfigId::Audit => &self.audit,
-            ConfigId::Encryption | ConfigId::MaskingFirewall => {
-                bail!("configuration {id:?} is not built yet")
-            }
+            ConfigId::Encryption => match (&self.encryption, &self.enc) {
+                (Some(proxy), _) => proxy,
+                (None, Some(encrypted::Setup { error: Some(e), .. })) => {
+                    bail!("warden-enc was not set up: {e}")
+                }
+                (None, _) => bail!("warden-enc was not started (no encrypted workload selected)"),
+            },
+            ConfigId::MaskingFirewall => bail!("configuration {id:?} is not built yet"),
         };
         Ok(Endpoint {
             target: self.proxy_target(proxy)?,
@@ -273,6 +366,10 @@ impl Lab {
     pub fn stop(self) -> Result<()> {
         self.passthrough.stop()?;
         self.audit.stop()?;
+        if let Some(proxy) = self.encryption {
+            proxy.stop()?;
+        }
+        drop(self.enc_files);
         self.pgbouncer.stop()?;
         self.pg.stop();
         Ok(())
@@ -289,9 +386,24 @@ fn direct_target(pg: &PgInstance) -> Target {
     }
 }
 
+/// The people table configuration `config` reads: the encrypted one through warden-enc, the
+/// plaintext copy everywhere else.
+pub fn people_table(config: ConfigId) -> &'static str {
+    if config == ConfigId::Encryption {
+        encrypted::TABLE
+    } else {
+        encrypted::PLAIN_TABLE
+    }
+}
+
 /// A warden in front of `server`, plain TCP on both legs, room for 20,000 sessions; with the
 /// audit trail at its production defaults (fsync every batch, 100 ms linger), or off.
 fn start_warden(pg: &PgInstance, users: &str, server: SocketAddr, audit: bool) -> Result<Warden> {
+    Warden::start(warden_config(users, server, audit, pg)).context("cannot start warden")
+}
+
+/// The configuration of [`start_warden`].
+fn warden_config(users: &str, server: SocketAddr, audit: bool, pg: &PgInstance) -> WardenConfig {
     let mut upstream = UpstreamSpec::new("main", pg, users.to_string());
     upstream.server = server;
     upstream.client_tls.mode = "disable".into();
@@ -303,5 +415,5 @@ fn start_warden(pg: &PgInstance, users: &str, server: SocketAddr, audit: bool) -
     if !audit {
         config.audit.push(("enabled".into(), "false".into()));
     }
-    Warden::start(config).context("cannot start warden")
+    config
 }

@@ -3,18 +3,21 @@
 //!
 //! ```sh
 //! cargo build --release -p warden-proxy -p warden-bench
-//! cargo run --release -p warden-bench -- --quick            # under two minutes
+//! cargo run --release -p warden-bench -- --quick            # about two minutes
 //! cargo run --release -p warden-bench -- pg-select pg-copy  # chosen workloads, full length
 //! ```
 //!
 //! It starts a throwaway PostgreSQL cluster, loads pgbench's tables, starts PgBouncer (session
-//! mode) and two wardens (audit off and on) in front of it, then runs every workload against
-//! every configuration, warm-up first, repetitions interleaved. Absolute numbers on a shared
+//! mode) and two wardens (audit off and on) in front of it — and, when an encrypted workload is
+//! selected, loads the people tables, encrypts one with `warden encrypt` (timed) and starts
+//! warden-enc — then runs every workload against every configuration it applies to, warm-up
+//! first, repetitions interleaved. Absolute numbers on a shared
 //! 2-core machine mean little; the ratio of measurements taken side by side does. See
 //! `bench/README.md` for what each number means and how it is measured.
 
 mod catalog;
 mod driver;
+mod encrypted;
 mod lab;
 mod pgbench;
 mod pgbouncer;
@@ -43,7 +46,7 @@ struct Args {
     /// when none is given. `--list` shows them.
     workloads: Vec<String>,
     /// Short runs for a quick look: 1 s per run, one repetition, scale 1, no warm-up per
-    /// workload (one overall). Finishes in under two minutes.
+    /// workload (one overall). About two minutes (bench/README.md says where they go).
     #[arg(long)]
     quick: bool,
     /// Seconds per measured run.
@@ -58,6 +61,9 @@ struct Args {
     /// pgbench scale factor (100,000 accounts per unit).
     #[arg(long)]
     scale: Option<u32>,
+    /// Rows of the encrypted workloads' people tables (default 1,000,000; quick 100,000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1000..=10_000_000))]
+    enc_rows: Option<u64>,
     /// Multiplies the session counts of the many-sessions workloads (for small machines).
     #[arg(long, default_value_t = 1.0)]
     sessions_scale: f64,
@@ -117,24 +123,32 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let lab = lab::Lab::start(scale, plan.max_connections)?;
+    let encrypted_selected = workloads.iter().any(|w| w.encrypted());
+    let enc_rows = encrypted_selected.then(|| {
+        args.enc_rows
+            .unwrap_or(if args.quick { 100_000 } else { 1_000_000 })
+    });
+    let lab = lab::Lab::start(scale, plan.max_connections, enc_rows, &rt)?;
     eprintln!(
-        "PostgreSQL on {}, pgbench tables at scale {scale}; PgBouncer and two wardens started ({:.1} s)",
+        "PostgreSQL on {}, pgbench tables at scale {scale}; PgBouncer and {} wardens started ({:.1} s)",
         lab.pg.port(),
+        if enc_rows.is_some() { "three" } else { "two" },
         started.elapsed().as_secs_f64()
     );
     if args.quick {
-        // One warm-up for everything: a second of point selects per configuration.
-        let warm = catalog::workload("pg-select-simple").expect("declared");
+        // One warm-up for everything: a second of point selects per configuration. warden-enc
+        // (which runs no point select) was warmed by its checks before measuring.
+        let warm = [catalog::workload("pg-select-simple").expect("declared")];
         let warm_plan = Plan {
             duration: Duration::from_secs(1),
             warmup: Duration::ZERO,
             repetitions: 1,
             ..plan.clone()
         };
-        let _ = run::run_all(&lab, &rt, &[warm], &warm_plan);
+        let _ = run::run_all(&lab, &rt, &warm, &warm_plan);
     }
     let cells = run::run_all(&lab, &rt, &workloads, &plan);
+    let enc = lab.enc.clone();
     lab.stop()?;
     let rows = report::rows(&cells);
     let results = targets::evaluate(&rows);
@@ -159,6 +173,9 @@ fn main() -> Result<()> {
          KiB/sess: (proxy RSS with every session open and idle - RSS before) / sessions. \
          audit rec/stmts: statement records warden wrote / statements the clients ran.\n",
     );
+    if let Some(enc) = &enc {
+        text.push_str(&encryption_text(enc));
+    }
     text.push_str("\nreference targets (issue 7):\n");
     text.push_str(&targets::table(&results));
     text.push_str(&format!(
@@ -177,8 +194,10 @@ fn main() -> Result<()> {
             "repetitions": plan.repetitions,
             "scale": scale,
             "sessions_scale": plan.sessions_scale,
+            "enc_rows": enc_rows,
             "quick": args.quick,
         },
+        "encryption": enc.as_ref().map(encryption_json),
         "machine": {
             "cpus": cpus(),
             "mem_mib": mem_mib(),
@@ -212,6 +231,61 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The encrypted table's setup for the terminal: rows, migrations, checks.
+fn encryption_text(enc: &encrypted::Setup) -> String {
+    let mut t = format!(
+        "\nencrypted workloads: {} and its plaintext copy {}, {} rows each (loaded with \
+         indexes in {:.1} s); direct reads the copy, warden-enc the encrypted table\n",
+        encrypted::TABLE,
+        encrypted::PLAIN_TABLE,
+        report::thousands(enc.rows),
+        enc.load_seconds
+    );
+    for m in &enc.migrations {
+        t.push_str(&format!(
+            "  migration: warden encrypt {} ({}): {} rows in {:.1} s = {} rows/s (wall time, start-up \
+             and swap included)\n    warden: {}\n",
+            m.column,
+            m.what,
+            report::thousands(m.rows),
+            m.seconds,
+            report::thousands(m.rows_per_s.round() as u64),
+            m.summary
+        ));
+    }
+    for v in &enc.verified {
+        t.push_str(&format!(
+            "  verified before measuring, through warden-enc: {v}\n"
+        ));
+    }
+    if let Some(e) = &enc.error {
+        t.push_str(&format!(
+            "  warden-enc NOT measured: {}\n",
+            e.lines().next().unwrap_or("")
+        ));
+    }
+    t
+}
+
+fn encryption_json(enc: &encrypted::Setup) -> serde_json::Value {
+    json!({
+        "table": encrypted::TABLE,
+        "plaintext_copy": encrypted::PLAIN_TABLE,
+        "rows": enc.rows,
+        "load_s": enc.load_seconds,
+        "migrations": enc.migrations.iter().map(|m| json!({
+            "column": m.column,
+            "what": m.what,
+            "rows": m.rows,
+            "wall_s": m.seconds,
+            "rows_per_s": m.rows_per_s,
+            "warden_summary": m.summary,
+        })).collect::<Vec<_>>(),
+        "verified": enc.verified,
+        "error": enc.error,
+    })
+}
+
 /// Resolves workload names and prefixes; all workloads when none is given.
 fn select(names: &[String]) -> Result<Vec<&'static Workload>> {
     if names.is_empty() || names.iter().any(|n| n == "all") {
@@ -239,12 +313,17 @@ fn print_catalogue() {
     println!("workloads:");
     for w in WORKLOADS {
         println!(
-            "  {:<20} {}{}",
+            "  {:<20} {}{}{}",
             w.name,
             w.description,
             w.needs
                 .map(|n| format!("  [not available: needs {n}]"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if w.encrypted() {
+                "  [direct and warden-enc only]"
+            } else {
+                ""
+            }
         );
     }
     println!("configurations:");

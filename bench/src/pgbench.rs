@@ -6,6 +6,11 @@
 //! `pgbench_branches` for the scale before the run (a statement the audit count would have to
 //! explain). Latencies come from `pgbench -l`: one line per transaction, its latency in
 //! microseconds, from every client.
+//!
+//! The encrypted workloads' scripts read a people table (see [`crate::lab`]): the same text
+//! against `bench_people` through warden-enc and `bench_people_plain` directly. Their
+//! parameters are computed with `\set` (warden refuses arithmetic on an encrypted column
+//! inside SQL, as it must: `:lo + 10` would be computed on ciphertext).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,8 +26,25 @@ pub const INSERT_ROWS: u32 = 100;
 /// Rows per SELECT in [`Script::BulkSelect`].
 pub const BULK_ROWS: u32 = 10_000;
 
-/// The text of `script` for a database initialised at `scale`.
-pub fn script_text(script: Script, scale: u32) -> String {
+/// ID card of person `id`: `ID_CARD_BASE + id`, as text (12 digits).
+pub const ID_CARD_BASE: u64 = 100_000_000_000;
+/// Salaries are spread over `0 ..= SALARY_MAX` (two decimals).
+pub const SALARY_MAX: u64 = 100_000;
+/// Width of a salary range in [`Script::EncRange`].
+pub const RANGE_WIDTH: u64 = 10;
+/// Rows a salary range returns at most.
+pub const RANGE_LIMIT: u32 = 20;
+
+/// A people table a script reads, and its rows (ids `1..=rows`).
+#[derive(Debug, Clone, Copy)]
+pub struct People<'a> {
+    pub table: &'a str,
+    pub rows: u64,
+}
+
+/// The text of `script` for pgbench's tables initialised at `scale`, or (for the encrypted
+/// workloads) for `people`.
+pub fn script_text(script: Script, scale: u32, people: People<'_>) -> String {
     let accounts = 100_000 * u64::from(scale);
     match script {
         Script::PointSelect => format!(
@@ -61,6 +83,20 @@ pub fn script_text(script: Script, scale: u32) -> String {
             }
             s
         }
+        Script::EncLookup => format!(
+            "\\set c {ID_CARD_BASE} + random(1, {rows})\n\
+             SELECT id, name, salary FROM {table} WHERE id_card = :c;\n",
+            rows = people.rows.max(1),
+            table = people.table
+        ),
+        Script::EncRange => format!(
+            "\\set lo random(0, {top})\n\
+             \\set hi :lo + {RANGE_WIDTH}\n\
+             SELECT id, salary FROM {table} WHERE salary BETWEEN :lo AND :hi \
+             ORDER BY salary LIMIT {RANGE_LIMIT};\n",
+            top = SALARY_MAX - RANGE_WIDTH,
+            table = people.table
+        ),
     }
 }
 
@@ -194,6 +230,11 @@ mod tests {
 
     #[test]
     fn scripts_have_the_statements_the_catalogue_counts() {
+        let people = People {
+            table: "bench_people_plain",
+            rows: 1000,
+        };
+        let script_text = |script, scale| script_text(script, scale, people);
         let rw = script_text(Script::ReadWrite, 10);
         assert_eq!(rw.matches(';').count(), 7);
         assert!(rw.contains("random(1, 1000000)") && rw.contains("random(1, 100)"));
@@ -205,5 +246,18 @@ mod tests {
         );
         let bulk = script_text(Script::BulkSelect, 1);
         assert!(bulk.contains("random(1, 90001)") && bulk.contains(":a + 9999"));
+        let lookup = script_text(Script::EncLookup, 1);
+        assert_eq!(
+            lookup,
+            "\\set c 100000000000 + random(1, 1000)\n\
+             SELECT id, name, salary FROM bench_people_plain WHERE id_card = :c;\n"
+        );
+        let range = script_text(Script::EncRange, 1);
+        assert_eq!(range.matches(';').count(), 1);
+        assert!(
+            range.contains("\\set lo random(0, 99990)\n\\set hi :lo + 10\n")
+                && range.contains("BETWEEN :lo AND :hi ORDER BY salary LIMIT 20;"),
+            "{range}"
+        );
     }
 }

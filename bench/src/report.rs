@@ -17,6 +17,8 @@ use crate::stats::{Percentiles, median, percentiles, ratio};
 pub enum Status {
     Measured,
     NotAvailable(String),
+    /// The workload does not run on this configuration (by design, not a failure).
+    NotApplicable(String),
     NotMeasured(String),
     Failed(String),
 }
@@ -105,6 +107,10 @@ fn row(cell: &Cell) -> Row {
             row.status = Status::NotAvailable(why.clone());
             return row;
         }
+        Outcome::NotApplicable(why) => {
+            row.status = Status::NotApplicable(why.clone());
+            return row;
+        }
         Outcome::NotMeasured(why) => {
             row.status = Status::NotMeasured(why.clone());
             return row;
@@ -149,6 +155,19 @@ fn row(cell: &Cell) -> Row {
     let records: Option<u64> = samples.iter().map(|s| s.audit_records).sum();
     row.audit = records.map(|r| (r, row.statements));
     row
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn opt(v: Option<f64>, decimals: usize) -> String {
@@ -216,6 +235,13 @@ pub fn table(rows: &[Row]) -> String {
                     r.workload, r.config
                 );
             }
+            Status::NotApplicable(why) => {
+                let _ = writeln!(
+                    t,
+                    "{:<19} {:<14}   not applicable: {why}",
+                    r.workload, r.config
+                );
+            }
             Status::NotMeasured(why) => {
                 let _ = writeln!(
                     t,
@@ -237,6 +263,7 @@ pub fn row_json(r: &Row) -> Value {
     let (status, reason) = match &r.status {
         Status::Measured => ("measured", None),
         Status::NotAvailable(w) => ("not_available", Some(w.clone())),
+        Status::NotApplicable(w) => ("not_applicable", Some(w.clone())),
         Status::NotMeasured(w) => ("not_measured", Some(w.clone())),
         Status::Failed(w) => ("failed", Some(w.clone())),
     };
@@ -313,7 +340,13 @@ mod tests {
             Cell {
                 workload: w,
                 config: &CONFIGURATIONS[4],
-                outcome: Outcome::NotAvailable("needs issue 5 (column encryption)".into()),
+                outcome: Outcome::NotApplicable("runs only the encrypted workloads".into()),
+                note: None,
+            },
+            Cell {
+                workload: w,
+                config: &CONFIGURATIONS[5],
+                outcome: Outcome::NotAvailable("needs issue 6 (masking and firewall)".into()),
                 note: None,
             },
         ]
@@ -332,14 +365,28 @@ mod tests {
         assert_eq!(audit.rss_mib, Some(20.0));
         assert_eq!(rows[0].cpu_s_per_1k, None);
         assert_eq!(rows[0].ratio_to_direct, Some(1.0));
-        assert!(matches!(rows[2].status, Status::NotAvailable(_)));
+        assert!(matches!(rows[2].status, Status::NotApplicable(_)));
+        assert!(matches!(rows[3].status, Status::NotAvailable(_)));
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]
     fn the_table_flags_missing_audit_records_and_says_why_rows_are_empty() {
         let text = table(&rows(&cells()));
         assert!(text.contains("2999/3000 !"), "{text}");
-        assert!(text.contains("not available: needs issue 5"), "{text}");
+        assert!(text.contains("not available: needs issue 6"), "{text}");
+        assert!(
+            text.contains("warden-enc       not applicable: runs only the encrypted workloads"),
+            "{text}"
+        );
+        assert_eq!(row_json(&rows(&cells())[2])["status"], "not_applicable");
         let json = row_json(&rows(&cells())[1]);
         assert_eq!(json["ratio_to_direct"], 0.85);
         assert_eq!(json["latency_ms"]["p50"], 0.5);

@@ -1,12 +1,14 @@
 //! Running the workloads against the configurations: warm-up, interleaved repetitions, and
 //! what the kernel and the proxies say about each run.
 //!
-//! For each workload, every available configuration is warmed up, then the repetitions run
+//! For each workload, every available configuration it applies to
+//! ([`Workload::applies_to`]) is warmed up, then the repetitions run
 //! one configuration after the other, in an order rotated each repetition (so no
 //! configuration always runs first, after a cold cache, or last, after the others' dirt).
 //! Around each run the harness reads the proxy's CPU time (`/proc/PID/stat`) and resident
-//! memory (`/proc/PID/status`), and for warden with audit on, its counters: the audit records
-//! written for statements must equal the statements the clients ran.
+//! memory (`/proc/PID/status`), and for the wardens with audit on (warden-audit, warden-enc),
+//! their counters: the audit records written for statements must equal the statements the
+//! clients ran.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,6 +87,8 @@ pub enum Outcome {
     Measured(Vec<Sample>),
     /// The workload or the configuration is not built yet.
     NotAvailable(String),
+    /// The workload does not run on this configuration (the reason says why).
+    NotApplicable(String),
     /// It cannot be measured meaningfully on this machine (the reason says why).
     NotMeasured(String),
     Failed(String),
@@ -103,6 +107,7 @@ pub struct Cell {
 pub fn run_all(lab: &Lab, rt: &Runtime, workloads: &[&'static Workload], plan: &Plan) -> Vec<Cell> {
     let mut cells = Vec::new();
     for &workload in workloads {
+        let started = Instant::now();
         eprintln!("== {}: {}", workload.name, workload.description);
         let results = match (workload.needs, workload.driver) {
             (Some(needs), _) => unavailable_all(workload, needs),
@@ -127,6 +132,13 @@ pub fn run_all(lab: &Lab, rt: &Runtime, workloads: &[&'static Workload], plan: &
             }
             (None, _) => run_interleaved(lab, rt, workload, plan),
         };
+        if workload.needs.is_none() {
+            eprintln!(
+                "   ({} took {:.1} s)",
+                workload.name,
+                started.elapsed().as_secs_f64()
+            );
+        }
         cells.extend(results);
     }
     cells
@@ -144,23 +156,35 @@ fn unavailable_all(workload: &'static Workload, needs: &str) -> Vec<Cell> {
         .collect()
 }
 
-/// The configurations that can run now, in report order.
-fn available() -> Vec<&'static Configuration> {
+/// The configurations that can run now and that `workload` runs on, in report order.
+fn available(workload: &Workload) -> Vec<&'static Configuration> {
     CONFIGURATIONS
         .iter()
-        .filter(|c| c.needs.is_none())
+        .filter(|c| c.needs.is_none() && workload.applies_to(c.id))
         .collect()
 }
 
-fn not_built(workload: &'static Workload) -> impl Iterator<Item = Cell> {
-    CONFIGURATIONS.iter().filter_map(move |config| {
-        config.needs.map(|needs| Cell {
-            workload,
-            config,
-            outcome: Outcome::NotAvailable(format!("needs {needs}")),
-            note: None,
+/// One cell per configuration, in report order: the `measured` ones, and for the others why
+/// they were not run (not built, or not applicable to this workload).
+fn complete(workload: &'static Workload, mut measured: Vec<Cell>) -> Vec<Cell> {
+    CONFIGURATIONS
+        .iter()
+        .map(|config| {
+            if let Some(i) = measured.iter().position(|c| c.config.id == config.id) {
+                return measured.remove(i);
+            }
+            let outcome = match config.needs {
+                Some(needs) => Outcome::NotAvailable(format!("needs {needs}")),
+                None => Outcome::NotApplicable(workload.not_applicable_reason().into()),
+            };
+            Cell {
+                workload,
+                config,
+                outcome,
+                note: None,
+            }
         })
-    })
+        .collect()
 }
 
 fn rotated<T: Copy>(items: &[T], by: usize) -> Vec<T> {
@@ -170,7 +194,7 @@ fn rotated<T: Copy>(items: &[T], by: usize) -> Vec<T> {
 
 /// pgbench, COPY and connection-storm workloads against the long-lived endpoints.
 fn run_interleaved(lab: &Lab, rt: &Runtime, workload: &'static Workload, plan: &Plan) -> Vec<Cell> {
-    let configs = available();
+    let configs = available(workload);
     let mut samples: Vec<Result<Vec<Sample>, String>> = vec![Ok(Vec::new()); configs.len()];
     if !plan.warmup.is_zero() {
         for (i, config) in configs.iter().enumerate() {
@@ -202,7 +226,7 @@ fn run_interleaved(lab: &Lab, rt: &Runtime, workload: &'static Workload, plan: &
             }
         }
     }
-    let mut cells: Vec<Cell> = configs
+    let cells: Vec<Cell> = configs
         .iter()
         .zip(samples)
         .map(|(config, s)| Cell {
@@ -215,8 +239,7 @@ fn run_interleaved(lab: &Lab, rt: &Runtime, workload: &'static Workload, plan: &
             note: None,
         })
         .collect();
-    cells.extend(not_built(workload));
-    cells
+    complete(workload, cells)
 }
 
 /// What a warden's counters say, for reconciling audit records with statements.
@@ -262,11 +285,11 @@ fn settle_audit(warden: &Warden, before: AuditCounters) -> Result<u64> {
     }
 }
 
-/// Whether `proxy` is a warden whose audit trail is on.
+/// Whether `proxy` is a warden whose audit trail is on (warden-audit and warden-enc).
 fn audited(proxy: Option<&Proxy>, config: ConfigId) -> Option<&Warden> {
     proxy
         .and_then(Proxy::warden)
-        .filter(|_| config == ConfigId::Audit)
+        .filter(|_| matches!(config, ConfigId::Audit | ConfigId::Encryption))
 }
 
 /// One run of `workload` against configuration `config`'s long-lived endpoint.
@@ -293,7 +316,7 @@ fn measure(
     let warden = audited(endpoint.proxy, config);
     let audit_before = warden.map(audit_counters).transpose()?;
     let cpu_before = pid.map(procfs::cpu_time).transpose()?;
-    let mut sample = drive(lab, rt, workload, &endpoint.target, duration)?;
+    let mut sample = drive(lab, rt, workload, config, &endpoint.target, duration)?;
     sample.repetition = repetition;
     if let (Some(w), Some(before)) = (warden, audit_before) {
         sample.audit_records = Some(settle_audit(w, before)?);
@@ -305,11 +328,12 @@ fn measure(
     Ok(sample)
 }
 
-/// Drives `workload` against `target` for `duration`.
+/// Drives `workload` against `target` (configuration `config`'s) for `duration`.
 fn drive(
     lab: &Lab,
     rt: &Runtime,
     workload: &'static Workload,
+    config: ConfigId,
     target: &Target,
     duration: Duration,
 ) -> Result<Sample> {
@@ -324,7 +348,7 @@ fn drive(
             let run = pgbench::run(
                 target,
                 &lab.app,
-                &lab.script_file(script),
+                &lab.script_file(script, config),
                 mode,
                 clients,
                 seconds,
@@ -396,7 +420,7 @@ fn run_sessions(
 ) -> Vec<Cell> {
     // A backend per session fits only below max_connections (less room for the harness).
     let fits = sessions + 50 <= plan.max_connections;
-    let configs = available();
+    let configs = available(workload);
     let mut notes: Vec<Option<String>> = vec![None; configs.len()];
     let mut outcomes: Vec<Result<Vec<Sample>, String>> = vec![Ok(Vec::new()); configs.len()];
     for (i, c) in configs.iter().enumerate() {
@@ -453,7 +477,7 @@ fn run_sessions(
             }
         }
     }
-    let mut cells: Vec<Cell> = configs
+    let cells: Vec<Cell> = configs
         .iter()
         .zip(outcomes)
         .zip(notes)
@@ -470,8 +494,7 @@ fn run_sessions(
             note,
         })
         .collect();
-    cells.extend(not_built(workload));
-    cells
+    complete(workload, cells)
 }
 
 fn sessions_setup(lab: &Lab, config: ConfigId, fits: bool, sessions: u32) -> Result<SessionsSetup> {
@@ -498,7 +521,10 @@ fn sessions_setup(lab: &Lab, config: ConfigId, fits: bool, sessions: u32) -> Res
                 (Some(lab.fresh_warden(audit, server)?), Some(pooler))
             }
         }
-        (ConfigId::Encryption | ConfigId::MaskingFirewall, _) => {
+        (ConfigId::Encryption, _) => {
+            bail!("warden-enc does not run the many-sessions workloads")
+        }
+        (ConfigId::MaskingFirewall, _) => {
             bail!("configuration {config:?} is not built yet")
         }
     };
@@ -592,6 +618,49 @@ mod tests {
         assert_eq!(rotated(&[1, 2, 3], 0), vec![1, 2, 3]);
         assert_eq!(rotated(&[1, 2, 3], 1), vec![2, 3, 1]);
         assert_eq!(rotated(&[1, 2, 3], 4), vec![2, 3, 1]);
+    }
+
+    #[test]
+    fn cells_come_in_report_order_and_say_why_they_were_not_run() {
+        let lookup = crate::catalog::workload("enc-lookup").unwrap();
+        let configs = available(lookup);
+        assert_eq!(
+            configs.iter().map(|c| c.id).collect::<Vec<_>>(),
+            [ConfigId::Direct, ConfigId::Encryption]
+        );
+        let measured = configs
+            .iter()
+            .rev()
+            .map(|&config| Cell {
+                workload: lookup,
+                config,
+                outcome: Outcome::Failed("x".into()),
+                note: None,
+            })
+            .collect();
+        let cells = complete(lookup, measured);
+        assert_eq!(cells.len(), CONFIGURATIONS.len());
+        for (cell, config) in cells.iter().zip(CONFIGURATIONS) {
+            assert_eq!(cell.config.id, config.id);
+            let expected = match config.id {
+                ConfigId::Direct | ConfigId::Encryption => "failed",
+                ConfigId::MaskingFirewall => "not available",
+                _ => "not applicable",
+            };
+            let got = match &cell.outcome {
+                Outcome::Failed(_) => "failed",
+                Outcome::NotAvailable(_) => "not available",
+                Outcome::NotApplicable(_) => "not applicable",
+                _ => "other",
+            };
+            assert_eq!(got, expected, "{}", config.name);
+        }
+        let select = crate::catalog::workload("pg-select-simple").unwrap();
+        assert!(
+            !available(select)
+                .iter()
+                .any(|c| c.id == ConfigId::Encryption)
+        );
     }
 
     #[test]
