@@ -116,6 +116,7 @@ name = "demo"
 protocol = "postgres"
 listen = "127.0.0.1:6432"
 server = "$pg_host:$pg_port"
+policy = "policy.toml"               # which columns hold ciphertext
 
 [upstream.client_tls]
 mode = "allow"
@@ -124,8 +125,6 @@ key = "warden.key"
 
 [upstream.server_tls]
 mode = "prefer"
-
-policy = "policy.toml"
 
 [upstream.auth]
 users_file = "users.txt"
