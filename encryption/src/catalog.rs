@@ -101,7 +101,25 @@ pub struct CatalogTable {
     pub columns: Vec<CatalogColumn>,
 }
 
+/// The suffix of the shadow column `warden encrypt` / `decrypt` fill before the swap.
+pub const SHADOW_SUFFIX: &str = "__warden";
+
 impl CatalogTable {
+    /// Whether a column is the shadow of a protected column during a migration: warden's
+    /// own, hidden from the application (left out of `*`, of results and of INSERT targets).
+    pub fn is_shadow(&self, column: &CatalogColumn) -> bool {
+        column.name.strip_suffix(SHADOW_SUFFIX).is_some_and(|base| {
+            self.columns
+                .iter()
+                .any(|c| c.name == base && c.protection.is_some())
+        })
+    }
+
+    /// The columns the application sees: all but migration shadows.
+    pub fn visible_columns(&self) -> impl Iterator<Item = &CatalogColumn> {
+        self.columns.iter().filter(|c| !self.is_shadow(c))
+    }
+
     /// The column named `name`.
     pub fn column(&self, name: &str) -> Option<&CatalogColumn> {
         self.columns.iter().find(|c| c.name == name)
@@ -414,6 +432,16 @@ impl Catalog {
             .as_ref()
             .filter(|p| p.state == ColumnState::Encrypted || p.crypto.storage() == Storage::Binary)
             .map(|p| Arc::clone(&p.crypto))
+    }
+
+    /// Whether a result column's origin is a migration shadow column (hidden from clients).
+    pub fn is_shadow_at(&self, table_oid: u32, attnum: i16) -> bool {
+        self.by_oid(table_oid).is_some_and(|t| {
+            t.columns
+                .iter()
+                .find(|c| c.attnum == attnum)
+                .is_some_and(|c| t.is_shadow(c))
+        })
     }
 
     /// Resolves a table name as written (`[schema.]table`, already case-folded): a qualified

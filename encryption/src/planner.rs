@@ -499,9 +499,10 @@ impl Builder<'_> {
                 columns,
             } => match self.table(table_name) {
                 None => return Ok(()),
-                Some(t) if columns.is_empty() => {
-                    t.columns.iter().map(|c| c.encrypted().cloned()).collect()
-                }
+                Some(t) if columns.is_empty() => t
+                    .visible_columns()
+                    .map(|c| c.encrypted().cloned())
+                    .collect(),
                 Some(t) => columns
                     .iter()
                     .map(|c| {
@@ -613,8 +614,7 @@ impl Builder<'_> {
     }
 
     fn table_columns(t: &CatalogTable) -> Vec<OutCol> {
-        t.columns
-            .iter()
+        t.visible_columns()
             .map(|c| OutCol {
                 name: Some(c.name.clone()),
                 crypto: c.encrypted().cloned(),
@@ -629,9 +629,10 @@ impl Builder<'_> {
         };
         let targets: Vec<Option<Arc<ColumnCrypto>>> = match &table {
             None => Vec::new(),
-            Some(t) if insert.columns.is_empty() => {
-                t.columns.iter().map(|c| c.encrypted().cloned()).collect()
-            }
+            Some(t) if insert.columns.is_empty() => t
+                .visible_columns()
+                .map(|c| c.encrypted().cloned())
+                .collect(),
             Some(t) => insert
                 .columns
                 .iter()

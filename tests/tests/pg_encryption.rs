@@ -265,6 +265,27 @@ async fn values_are_stored_encrypted_and_read_back_plain() -> Result<()> {
     )
     .await?;
     ensure!(rows == ["ann's ref|110101199001010011|1234.50"], "{rows:?}");
+    // During a migration the table has warden's shadow column (here holding ciphertext, as
+    // `warden encrypt` leaves it): the application does not see it.
+    f.admin
+        .batch_execute(&f.sql(
+            "ALTER TABLE {t} ADD COLUMN secret__warden bytea; UPDATE {t} SET secret__warden = id_card",
+        ))
+        .await?;
+    // (The catalog is re-read every 3 s.)
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let rows = simple_rows(&app, &f.sql("SELECT * FROM {t} WHERE id = 1")).await?;
+    ensure!(
+        rows == ["1|ann|110101199001010011|1234.50|1990-01-01|likes tea|7"],
+        "{rows:?}"
+    );
+    let row = app
+        .query_one(&f.sql("SELECT * FROM {t} WHERE id = $1") as &str, &[&1i64])
+        .await?;
+    ensure!(row.len() == 7, "{} columns", row.len());
+    f.admin
+        .batch_execute(&f.sql("ALTER TABLE {t} DROP COLUMN secret__warden"))
+        .await?;
     // Views: created before warden started, read like the table.
     let rows = simple_rows(
         &app,

@@ -324,7 +324,7 @@ impl<'a> Backend<'a> {
                 .and_then(|s| s.encryption.as_ref())
                 .map(|e| e.plan.clone())
         });
-        let mut fields =
+        let fields =
             decode_row_description(frame).map_err(|e| BackendEnd::Protocol(e.to_string()))?;
         let planner = encryption.planner();
         let outputs = plan
@@ -333,10 +333,9 @@ impl<'a> Backend<'a> {
             .map(Vec::as_slice);
         let transform =
             ResultTransform::build(planner.catalog(), &fields, outputs, None).map(Arc::new);
-        let rewritten = transform.as_ref().map(|t| {
-            t.describe(&mut fields);
-            encode_row_description(&fields)
-        });
+        let rewritten = transform
+            .as_ref()
+            .map(|t| encode_row_description(&t.describe(fields)));
         // The rows of a simple query follow its description; those of an Execute are
         // transformed with the portal's result formats when they arrive.
         if is_query {

@@ -158,6 +158,8 @@ enum OutColumn {
     Probe(i16),
     /// A protected column: opened into the client's format.
     Decrypt(Arc<ColumnCrypto>, i16),
+    /// A migration's shadow column (`<column>__warden`, warden's own): left out.
+    Drop,
 }
 
 /// The wire format of result column `i` given a Bind's result format codes.
@@ -187,6 +189,10 @@ impl ResultTransform {
             .iter()
             .enumerate()
             .map(|(i, f)| {
+                if f.table_oid != 0 && catalog.is_shadow_at(f.table_oid, f.attnum) {
+                    any = true;
+                    return OutColumn::Drop;
+                }
                 let by_origin = (f.table_oid != 0)
                     .then(|| catalog.protected_at(f.table_oid, f.attnum))
                     .flatten();
@@ -232,16 +238,24 @@ impl ResultTransform {
         }
     }
 
-    /// Describes the encrypted columns with their logical types.
-    pub fn describe(&self, fields: &mut [Field]) {
-        for (f, c) in fields.iter_mut().zip(&self.columns) {
-            if let OutColumn::Decrypt(crypto, _) = c {
-                let logical = crypto.logical();
-                f.type_oid = logical.pg_oid();
-                f.typlen = logical.pg_typlen();
-                f.typmod = logical.pg_typmod();
-            }
-        }
+    /// The description the client sees: encrypted columns with their logical types, shadow
+    /// columns left out.
+    pub fn describe(&self, fields: Vec<Field>) -> Vec<Field> {
+        fields
+            .into_iter()
+            .zip(&self.columns)
+            .filter_map(|(mut f, c)| match c {
+                OutColumn::Drop => None,
+                OutColumn::Decrypt(crypto, _) => {
+                    let logical = crypto.logical();
+                    f.type_oid = logical.pg_oid();
+                    f.typlen = logical.pg_typlen();
+                    f.typmod = logical.pg_typmod();
+                    Some(f)
+                }
+                _ => Some(f),
+            })
+            .collect()
     }
 
     /// The row with encrypted values opened, in the client's format.
@@ -286,12 +300,17 @@ impl ResultTransform {
             .map_err(|e| e.to_string())?;
             opened.push(Some(plain));
         }
-        Ok(encode_data_row(values.iter().zip(&opened).map(
-            |(original, opened)| match opened {
+        let kept: Vec<Option<&[u8]>> = values
+            .iter()
+            .zip(&opened)
+            .zip(&self.columns)
+            .filter(|(_, c)| !matches!(c, OutColumn::Drop))
+            .map(|((original, opened), _)| match opened {
                 Some(o) => Some(o.as_slice()),
                 None => *original,
-            },
-        )))
+            })
+            .collect();
+        Ok(encode_data_row(kept.into_iter()))
     }
 }
 
