@@ -8,13 +8,16 @@
 //! The command reads the configuration like `serve` does, opens the keyring, logs in to the
 //! database with the upstream's `[upstream.service]` login, loads the catalog (which checks
 //! the policy against the live schema) and then carries out the migration (`migrate/job.rs`)
-//! while the application keeps working through the proxy. The column must be declared in the
-//! upstream's policy and be plaintext (`encrypt`) or encrypted (`decrypt`, `rekey`); its table
-//! needs a single-column primary key, the order the batches follow. Running proxies learn the
-//! new state at their next catalog refresh.
+//! while the application keeps working through the proxy: `migrate/job.rs` on PostgreSQL,
+//! `migrate/my_job.rs` on MySQL / MariaDB. The column must be declared in the upstream's policy
+//! and be plaintext (`encrypt`) or encrypted (`decrypt`, `rekey`); its table needs a
+//! single-column primary key, the order the batches follow. Running proxies learn the new
+//! state at their next catalog refresh.
 
 mod convert;
 mod job;
+mod my_job;
+mod my_sql;
 mod progress;
 mod sql;
 
@@ -23,14 +26,22 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use warden_encryption::catalog::ColumnState;
-use warden_encryption::{ColumnPolicy, EncryptionPolicy};
+use warden_crypto::ColumnKey;
+use warden_encryption::catalog::{CatalogProblem, ColumnState};
+use warden_encryption::{Catalog, ColumnCrypto, ColumnPolicy, EncryptionPolicy};
 
 pub use job::Outcome;
 
 use crate::config::{Config, Protocol, UpstreamConfig};
+use crate::mysql::catalog_loader::{
+    CatalogLoadError as MyCatalogLoadError, load_catalog as my_load_catalog,
+};
+use crate::mysql::service::ServiceClient as MyServiceClient;
 use crate::pg::catalog_loader::{CatalogLoadError, load_catalog};
 use crate::pg::service::ServiceClient;
+
+/// The keyring's column keys, by name.
+type ColumnKeys = std::collections::BTreeMap<String, Arc<ColumnKey>>;
 
 /// Which way a migration goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +116,12 @@ pub fn run(direction: Direction, args: MigrateArgs) -> Result<Outcome> {
         .expect("chosen for its policy")
         .clone();
     let service = upstream.service.as_ref().expect("checked with the policy");
-    let column = find_column(&policy, &args.column, &service.search_path)?;
+    // MySQL resolves two-part names in the service login's database.
+    let search_path = match upstream.protocol {
+        Protocol::Postgres => service.search_path.clone(),
+        Protocol::Mysql => vec![service.database.clone()],
+    };
+    let column = find_column(&policy, &args.column, &search_path)?;
     let keys = config
         .keys
         .as_ref()
@@ -126,91 +142,208 @@ pub fn run(direction: Direction, args: MigrateArgs) -> Result<Outcome> {
         .build()
         .context("cannot start the runtime")?;
     let mut out = std::io::stdout().lock();
-    runtime.block_on(async {
-        let application_name = format!("warden {}", direction.command());
-        let mut client =
-            ServiceClient::connect_upstream(upstream, config.limits.connect_timeout, &application_name)
-                .await?;
-        let catalog = match load_catalog(
-            &mut client,
-            &policy,
-            &keys,
-            service.search_path.clone(),
-        )
-        .await
-        {
+    let outcome = match upstream.protocol {
+        Protocol::Postgres => runtime.block_on(run_pg(
+            direction, &args, &config, upstream, &policy, column, &keys, key, &mut out,
+        )),
+        Protocol::Mysql => runtime.block_on(run_mysql(
+            direction, &args, &config, upstream, &policy, column, &keys, key, &mut out,
+        )),
+    }?;
+    if let Outcome::Stopped { rows, batches } = &outcome {
+        use std::io::Write as _;
+        writeln!(
+            out,
+            "stopped after {batches} batch(es) as asked (--stop-after-batches); {} row(s) done by this run; \
+             run `warden {}` again to resume",
+            progress::thousands(*rows),
+            direction.command()
+        )?;
+    }
+    Ok(outcome)
+}
+
+/// The policy's problems with the live schema, each with its policy file line.
+fn policy_problems(upstream: &UpstreamConfig, problems: &[CatalogProblem]) -> anyhow::Error {
+    let path = upstream.policy_path.clone().unwrap_or_default();
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}:{}: {}", path.display(), p.line, p.message))
+        .collect();
+    anyhow!(
+        "the encryption policy does not fit the database:\n{}",
+        lines.join("\n")
+    )
+}
+
+/// A migration on PostgreSQL.
+#[allow(clippy::too_many_arguments)]
+async fn run_pg(
+    direction: Direction,
+    args: &MigrateArgs,
+    config: &Config,
+    upstream: &UpstreamConfig,
+    policy: &EncryptionPolicy,
+    column: &ColumnPolicy,
+    keys: &ColumnKeys,
+    key: Arc<ColumnKey>,
+    out: &mut dyn std::io::Write,
+) -> Result<Outcome> {
+    let service = upstream.service.as_ref().expect("checked with the policy");
+    let application_name = format!("warden {}", direction.command());
+    let mut client =
+        ServiceClient::connect_upstream(upstream, config.limits.connect_timeout, &application_name)
+            .await?;
+    let catalog = match load_catalog(&mut client, policy, keys, service.search_path.clone()).await {
+        Ok(c) => c,
+        Err(CatalogLoadError::Problems(problems)) => {
+            return Err(policy_problems(upstream, &problems));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (live, crypto) = protected(&catalog, direction, column)?;
+    let (pk, pk_type) = primary_key(&mut client, live.0, &column.schema, &column.table).await?;
+    if direction == Direction::Encrypt {
+        refuse_default(&mut client, live.0, live.1, column).await?;
+    }
+    // A second connection reads ahead while this one writes.
+    let reader =
+        ServiceClient::connect_upstream(upstream, config.limits.connect_timeout, &application_name)
+            .await
+            .context("cannot open the migration's second (reading) connection")?;
+    let names = sql::Names::new(&column.schema, &column.table, &column.column, &pk, &pk_type);
+    let mut job = job::Job {
+        client: &mut client,
+        reader,
+        converter: converter(
+            direction,
+            convert::Dialect::Postgres,
+            column,
+            &names.pk,
+            crypto,
+            key,
+        ),
+        names,
+        batch: args.batch as usize,
+        stop_after_batches: args.stop_after_batches,
+        batches: 0,
+        out,
+    };
+    let outcome = job.run().await;
+    let job::Job { reader, .. } = job;
+    reader.close().await;
+    client.close().await;
+    outcome
+}
+
+/// A migration on MySQL / MariaDB.
+#[allow(clippy::too_many_arguments)]
+async fn run_mysql(
+    direction: Direction,
+    args: &MigrateArgs,
+    config: &Config,
+    upstream: &UpstreamConfig,
+    policy: &EncryptionPolicy,
+    column: &ColumnPolicy,
+    keys: &ColumnKeys,
+    key: Arc<ColumnKey>,
+    out: &mut dyn std::io::Write,
+) -> Result<Outcome> {
+    let service = upstream.service.as_ref().expect("checked with the policy");
+    let application_name = format!("warden {}", direction.command());
+    let mut client = MyServiceClient::connect_upstream(
+        upstream,
+        config.limits.connect_timeout,
+        &application_name,
+    )
+    .await?;
+    let outcome = async {
+        let catalog = match my_load_catalog(&mut client, policy, keys, &service.database).await {
             Ok(c) => c,
-            Err(CatalogLoadError::Problems(problems)) => {
-                let path = upstream.policy_path.clone().unwrap_or_default();
-                let lines: Vec<String> = problems
-                    .iter()
-                    .map(|p| format!("{}:{}: {}", path.display(), p.line, p.message))
-                    .collect();
-                bail!(
-                    "the encryption policy does not fit the database:\n{}",
-                    lines.join("\n")
-                );
+            Err(MyCatalogLoadError::Problems(problems)) => {
+                return Err(policy_problems(upstream, &problems));
             }
             Err(e) => return Err(e.into()),
         };
-        let table = catalog
-            .resolve(Some(&column.schema), &column.table)
-            .ok_or_else(|| anyhow!("table {}.{} is not in the catalog", column.schema, column.table))?;
-        let live = table
-            .column(&column.column)
-            .ok_or_else(|| anyhow!("column {} is not in the catalog", column.qualified()))?;
-        let protection = live
-            .protection
-            .as_ref()
-            .ok_or_else(|| anyhow!("column {} is not protected in the catalog", column.qualified()))?;
-        check_state(direction, column, protection.state, &live.type_name)?;
-        let (pk, pk_type) = primary_key(&mut client, table.oid, &column.schema, &column.table).await?;
-        if direction == Direction::Encrypt {
-            refuse_default(&mut client, table.oid, live.attnum, column).await?;
-        }
-        // A second connection reads ahead while this one writes.
-        let reader = ServiceClient::connect_upstream(
-            upstream,
-            config.limits.connect_timeout,
-            &application_name,
+        let (_, crypto) = protected(&catalog, direction, column)?;
+        let (names, table) = my_job::inspect(
+            &mut client,
+            &column.schema,
+            &column.table,
+            &column.column,
+            direction,
         )
-        .await
-        .context("cannot open the migration's second (reading) connection")?;
-        let names = sql::Names::new(&column.schema, &column.table, &column.column, &pk, &pk_type);
-        let mut job = job::Job {
+        .await?;
+        let mut job = my_job::Job {
             client: &mut client,
-            reader,
-            converter: convert::Converter {
+            converter: converter(
                 direction,
-                qualified: column.qualified(),
-                pk: names.pk.clone(),
-                crypto: Arc::clone(&protection.crypto),
+                convert::Dialect::MySql,
+                column,
+                &names.pk,
+                crypto,
                 key,
-                domain: column.domain.clone(),
-            },
+            ),
             names,
+            table,
             batch: args.batch as usize,
             stop_after_batches: args.stop_after_batches,
             batches: 0,
-            out: &mut out,
+            out,
         };
-        let outcome = job.run().await;
-        let job::Job { reader, .. } = job;
-        reader.close().await;
-        let outcome = outcome?;
-        if let Outcome::Stopped { rows, batches } = &outcome {
-            use std::io::Write as _;
-            writeln!(
-                out,
-                "stopped after {batches} batch(es) as asked (--stop-after-batches); {} row(s) done by this run; \
-                 run `warden {}` again to resume",
-                progress::thousands(*rows),
-                direction.command()
-            )?;
-        }
-        client.close().await;
-        Ok(outcome)
-    })
+        job.run().await
+    }
+    .await;
+    client.close().await;
+    outcome
+}
+
+/// The column in the live catalog, in the state `direction` starts from: its table OID and
+/// attribute number (PostgreSQL), and its cryptography.
+fn protected(
+    catalog: &Catalog,
+    direction: Direction,
+    column: &ColumnPolicy,
+) -> Result<((u32, i16), Arc<ColumnCrypto>)> {
+    let table = catalog
+        .resolve(Some(&column.schema), &column.table)
+        .ok_or_else(|| {
+            anyhow!(
+                "table {}.{} is not in the catalog",
+                column.schema,
+                column.table
+            )
+        })?;
+    let live = table
+        .column(&column.column)
+        .ok_or_else(|| anyhow!("column {} is not in the catalog", column.qualified()))?;
+    let protection = live.protection.as_ref().ok_or_else(|| {
+        anyhow!(
+            "column {} is not protected in the catalog",
+            column.qualified()
+        )
+    })?;
+    check_state(direction, column, protection.state, &live.type_name)?;
+    Ok(((table.oid, live.attnum), Arc::clone(&protection.crypto)))
+}
+
+fn converter(
+    direction: Direction,
+    dialect: convert::Dialect,
+    column: &ColumnPolicy,
+    pk: &str,
+    crypto: Arc<ColumnCrypto>,
+    key: Arc<ColumnKey>,
+) -> convert::Converter {
+    convert::Converter {
+        direction,
+        dialect,
+        qualified: column.qualified(),
+        pk: pk.to_string(),
+        crypto,
+        key,
+        domain: column.domain.clone(),
+    }
 }
 
 /// The upstream named on the command line, or the only one whose policy declares columns.
@@ -219,12 +352,6 @@ fn choose_upstream<'c>(config: &'c Config, name: Option<&str>) -> Result<&'c Ups
         let upstream = config
             .upstream(name)
             .ok_or_else(|| anyhow!("the configuration has no upstream named `{name}`"))?;
-        if upstream.protocol != Protocol::Postgres {
-            bail!(
-                "upstream `{name}` is a MySQL upstream: `warden encrypt`, `decrypt` and `rekey` \
-                 work on PostgreSQL only for now"
-            );
-        }
         if upstream.encryption_policy().is_none() {
             bail!(
                 "upstream `{name}` has no encryption policy declaring columns (`policy = \"…\"` in its [[upstream]])"
@@ -235,13 +362,13 @@ fn choose_upstream<'c>(config: &'c Config, name: Option<&str>) -> Result<&'c Ups
     let with_policy: Vec<&UpstreamConfig> = config
         .upstreams
         .iter()
-        .filter(|u| u.protocol == Protocol::Postgres && u.encryption_policy().is_some())
+        .filter(|u| u.encryption_policy().is_some())
         .collect();
     match with_policy.as_slice() {
         [one] => Ok(one),
         [] => bail!(
-            "no PostgreSQL upstream of {} has an encryption policy declaring columns (`policy = \"…\"` \
-             in an [[upstream]]); the migrations work on PostgreSQL only for now",
+            "no upstream of {} has an encryption policy declaring columns (`policy = \"…\"` \
+             in an [[upstream]])",
             config.path.display()
         ),
         several => bail!(

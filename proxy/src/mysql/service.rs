@@ -5,8 +5,9 @@
 //! the database), the crate's handshake response, and mysql_native_password with the password
 //! from the environment variable the configuration names (an auth switch to
 //! mysql_native_password is answered too; other plugins are not supported for this login).
-//! Queries use COM_QUERY with text results: rows of `Option<String>`. It is deliberately small:
-//! one statement at a time, no prepared statements.
+//! Queries use COM_QUERY with text results: rows of `Option<String>` ([`ServiceClient::query`]),
+//! or the affected rows ([`ServiceClient::execute`], for the migrations' writes). It is
+//! deliberately small: one statement at a time, no prepared statements.
 
 use std::time::Duration;
 
@@ -49,6 +50,16 @@ pub enum ServiceError {
     /// The connection broke or the database broke the protocol; drop the client.
     #[error("the service connection to the database broke: {0}")]
     Connection(String),
+}
+
+impl ServiceError {
+    /// The database's error number, for an ERR packet.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ServiceError::Query { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
 }
 
 /// Rows of text values (`None` for SQL NULL).
@@ -159,6 +170,17 @@ impl ServiceClient {
 
     /// Runs one statement; returns the rows of its result sets, as text.
     pub async fn query(&mut self, sql: &str) -> Result<Rows, ServiceError> {
+        self.run(sql).await.map(|(rows, _)| rows)
+    }
+
+    /// Runs one statement that returns no rows (or whose rows do not matter); returns the
+    /// affected rows of its last OK packet (changed rows, not matched ones).
+    pub async fn execute(&mut self, sql: &str) -> Result<u64, ServiceError> {
+        self.run(sql).await.map(|(_, affected)| affected)
+    }
+
+    /// Runs one statement: the rows of its result sets, and the affected rows of the last OK.
+    async fn run(&mut self, sql: &str) -> Result<(Rows, u64), ServiceError> {
         let mut payload = vec![command::QUERY];
         payload.extend_from_slice(sql.as_bytes());
         let stream = self.reader.get_mut();
@@ -168,10 +190,15 @@ impl ServiceClient {
             .map_err(broken)?;
         stream.flush().await.map_err(broken)?;
         let mut rows = Vec::new();
+        let mut affected = 0;
         loop {
             let first = self.reader.expect().await.map_err(broken)?;
             let more = match first.first() {
-                Some(0x00) => OkPacket::decode(&first.payload()).map_err(broken)?.status,
+                Some(0x00) => {
+                    let ok = OkPacket::decode(&first.payload()).map_err(broken)?;
+                    affected = ok.affected_rows;
+                    ok.status
+                }
                 Some(0xff) => return Err(query_error(&first)),
                 _ => {
                     let columns = Reader::new(first.head())
@@ -210,7 +237,7 @@ impl ServiceClient {
                 }
             };
             if more & status::MORE_RESULTS_EXISTS == 0 {
-                return Ok(rows);
+                return Ok((rows, affected));
             }
         }
     }

@@ -1,9 +1,11 @@
 //! Converting the values of one batch: what a migration does in warden between reading rows and
 //! writing them back.
 //!
-//! Values arrive as the database's text output of the column (`pk::text, column::text`) and
-//! leave as SQL literals of the new value: the envelope for `encrypt` (and `rekey`, when the
-//! value is sealed with an older key version), the logical type's text for `decrypt`. The first
+//! Values arrive as the database's text output of the column (`pk::text, column::text`; on
+//! MySQL `CAST(column AS CHAR)`, or `HEX(column)` for binary-stored ciphertext) and leave as
+//! SQL literals of the new value: the envelope for `encrypt` (and `rekey`, when the value is
+//! sealed with an older key version), the logical type's text for `decrypt` (MariaDB's text
+//! form on MySQL). The first
 //! value that fails (a wrong key, a damaged envelope, a value that does not fit the logical
 //! type) fails the whole batch, naming its row, so nothing of that batch is written.
 
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use warden_crypto::{ColumnKey, KeyDomain};
-use warden_encryption::{ColumnCrypto, EncryptionError};
+use warden_encryption::{ColumnCrypto, EncryptionError, Storage, ValueError};
 
 use super::Direction;
 use super::sql;
@@ -20,9 +22,18 @@ use crate::pg::service::Rows;
 /// `(pk, new value literal, original text)`: one row of a batch to write.
 pub type Row = (String, String, String);
 
+/// The database the values come from and go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    /// MySQL / MariaDB, with `NO_BACKSLASH_ESCAPES` (a literal only needs its quotes doubled).
+    MySql,
+}
+
 /// Converts values of one column in one direction.
 pub struct Converter {
     pub direction: Direction,
+    pub dialect: Dialect,
     /// `schema.table.column`, for messages.
     pub qualified: String,
     /// The primary key's quoted name, for messages.
@@ -41,15 +52,18 @@ impl Converter {
         match self.direction {
             Direction::Encrypt => {
                 let stored = crypto.encrypt_text(value.as_bytes())?;
-                Ok(Some(crypto.pg_literal(&stored)))
+                Ok(Some(self.stored_literal(&stored)))
             }
             Direction::Decrypt => {
-                let stored = crypto.stored_from_db_text(value.as_bytes())?;
-                let text = crypto.decrypt_to_text(&stored)?;
+                let stored = self.stored(value)?;
+                let mut text = crypto.decrypt_to_text(&stored)?;
+                if self.dialect == Dialect::MySql {
+                    text = warden_encryption::mysql::text_from_logical(crypto.logical(), text);
+                }
                 Ok(Some(sql::literal(&String::from_utf8_lossy(&text))))
             }
             Direction::Rekey => {
-                let stored = crypto.stored_from_db_text(value.as_bytes())?;
+                let stored = self.stored(value)?;
                 let fresh = self
                     .key
                     .reencrypt(&stored, &self.domain)
@@ -57,8 +71,30 @@ impl Converter {
                         column: crypto.column.display_name(),
                         source,
                     })?;
-                Ok(fresh.map(|s| crypto.pg_literal(&s)))
+                Ok(fresh.map(|s| self.stored_literal(&s)))
             }
+        }
+    }
+
+    /// The stored value from the text a batch read (MySQL reads binary storage as `HEX()`).
+    fn stored(&self, value: &str) -> Result<Vec<u8>, EncryptionError> {
+        let crypto = &self.crypto;
+        match (self.dialect, crypto.storage()) {
+            (Dialect::MySql, Storage::Binary) => {
+                hex::decode(value).map_err(|_| EncryptionError::Value {
+                    column: crypto.column.display_name(),
+                    source: ValueError::new("the stored value is not an envelope (bad HEX())"),
+                })
+            }
+            _ => crypto.stored_from_db_text(value.as_bytes()),
+        }
+    }
+
+    /// The SQL literal of a stored value.
+    fn stored_literal(&self, stored: &[u8]) -> String {
+        match self.dialect {
+            Dialect::Postgres => self.crypto.pg_literal(stored),
+            Dialect::MySql => self.crypto.mysql_literal(stored),
         }
     }
 

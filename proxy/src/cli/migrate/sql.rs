@@ -14,7 +14,7 @@ const MAX_IDENT: usize = 63;
 
 /// Where the key version sits in an envelope header (after magic, format, algorithm, mode and
 /// the 4-byte key id).
-const VERSION_OFFSET: usize = 8;
+pub(super) const VERSION_OFFSET: usize = 8;
 
 /// Session settings of a migration connection: values printed the way the codecs read them,
 /// waits for locks bounded (an `ALTER TABLE` queued behind a long transaction would otherwise
@@ -62,7 +62,7 @@ fn truncated(name: &str, max: usize) -> &str {
 
 /// A name for a helper object: `prefix` + `body`, made unique with a hash of the full name
 /// when it would not fit in an identifier.
-fn helper_name(prefix: &str, body: &str, suffix: &str) -> String {
+pub(super) fn helper_name(prefix: &str, body: &str, suffix: &str) -> String {
     let full = format!("{prefix}{body}{suffix}");
     if full.len() <= MAX_IDENT {
         return full;
@@ -72,7 +72,7 @@ fn helper_name(prefix: &str, body: &str, suffix: &str) -> String {
     format!("{prefix}{}{hash}{suffix}", truncated(body, room))
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -361,7 +361,7 @@ pub fn envelope_check(column: &str, mode: Mode, storage: Storage) -> String {
 /// The base64 characters every text envelope starts with: the six bits of each of the first
 /// three characters come from the magic byte, the format version and the top bits of the
 /// algorithm byte (zero for every algorithm number below 64).
-fn base64_prefix() -> String {
+pub(super) fn base64_prefix() -> String {
     use base64::Engine as _;
     let text = base64::engine::general_purpose::STANDARD.encode([MAGIC, FORMAT_VERSION, 0]);
     text[..3].to_string()
