@@ -122,7 +122,11 @@ impl CatalogTable {
 
     /// The column named `name`.
     pub fn column(&self, name: &str) -> Option<&CatalogColumn> {
-        self.columns.iter().find(|c| c.name == name)
+        self.columns.iter().find(|c| c.name == name).or_else(|| {
+            self.columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(name))
+        })
     }
 
     /// Whether any column holds ciphertext.

@@ -206,26 +206,36 @@ impl Planner {
     /// A text warden cannot read is refused if it names a table with encrypted columns: it
     /// could write plaintext into them or read ciphertext out.
     fn unreadable(&self, sql: &str, what: &str) -> Plan {
-        let lower = sql.to_lowercase();
-        for table in self.catalog.tables().iter().filter(|t| t.has_encrypted()) {
-            let mentions = lower.match_indices(table.name.as_str()).any(|(i, m)| {
+        match mentioned_encrypted_table(&self.catalog, sql) {
+            Some(table) => Plan::refuse(
+                format!("{}.{}", table.schema, table.name),
+                format!(
+                    "the statement {what} by warden and names table {}, which has encrypted columns; it is refused rather than run unchecked",
+                    table.name
+                ),
+            ),
+            None => Plan::passthrough(),
+        }
+    }
+}
+
+/// A table with encrypted columns whose name appears as a whole word in `text`
+/// (case-insensitively).
+fn mentioned_encrypted_table<'c>(catalog: &'c Catalog, text: &str) -> Option<&'c CatalogTable> {
+    let lower = text.to_lowercase();
+    catalog
+        .tables()
+        .iter()
+        .filter(|t| t.has_encrypted())
+        .find(|table| {
+            let name = table.name.to_lowercase();
+            lower.match_indices(name.as_str()).any(|(i, m)| {
                 let before = lower[..i].chars().next_back();
                 let after = lower[i + m.len()..].chars().next();
                 let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
                 !word(before) && !word(after)
-            });
-            if mentions {
-                return Plan::refuse(
-                    format!("{}.{}", table.schema, table.name),
-                    format!(
-                        "the statement {what} by warden and names table {}, which has encrypted columns; it is refused rather than run unchecked",
-                        table.name
-                    ),
-                );
-            }
-        }
-        Plan::passthrough()
-    }
+            })
+        })
 }
 
 type Refused = PlanRefusal;
@@ -363,6 +373,13 @@ fn output_named(expr: &Expr, outs: &[OutCol]) -> Option<Option<Arc<ColumnCrypto>
     Some(out.crypto.clone())
 }
 
+/// Whether two column names are the same column: exactly, or ignoring ASCII case (MySQL
+/// column names are case-insensitive even when quoted; PostgreSQL would reject a quoted name
+/// whose case matches no column, so the fallback never changes its meaning).
+fn same_column(a: &str, b: &str) -> bool {
+    a == b || a.eq_ignore_ascii_case(b)
+}
+
 /// The function's name, lowercased, without schema.
 fn function_name(f: &Function) -> String {
     object_parts(&f.name).pop().unwrap_or_default()
@@ -473,6 +490,21 @@ impl Builder<'_> {
                     return Err(PlanRefusal {
                         column: "(PREPARE)".into(),
                         reason: "SQL-level PREPARE of a statement with values for encrypted columns is not supported; use the protocol's prepared statements".into(),
+                    });
+                }
+                Vec::new()
+            }
+            Statement::CreateFunction(_)
+            | Statement::CreateProcedure { .. }
+            | Statement::CreateTrigger(_) => {
+                // Their bodies run later, inside the database, out of warden's sight.
+                if let Some(table) = self.mentioned_encrypted_table(&statement.to_string()) {
+                    return Err(PlanRefusal {
+                        column: format!("{}.{}", table.schema, table.name),
+                        reason: format!(
+                            "a function, procedure or trigger whose body names {}, which has encrypted columns, would read or write them where warden cannot encrypt or decrypt; create it through the service login",
+                            table.name
+                        ),
                     });
                 }
                 Vec::new()
@@ -604,6 +636,11 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// A table with encrypted columns whose name appears as a word in `text`.
+    fn mentioned_encrypted_table(&self, text: &str) -> Option<&CatalogTable> {
+        mentioned_encrypted_table(self.catalog, text)
+    }
+
     fn table(&self, name: &ObjectName) -> Option<&CatalogTable> {
         let parts = object_parts(name);
         match parts.as_slice() {
@@ -611,6 +648,30 @@ impl Builder<'_> {
             [.., schema, table] => self.catalog.resolve(Some(schema), table),
             [] => None,
         }
+    }
+
+    /// Refuses an unqualified table name that warden does not find through its search path
+    /// but that names a table with encrypted columns in another schema: the session's own
+    /// `search_path` may find that one, and warden would then not see its encrypted columns.
+    fn check_unqualified(&self, name: &ObjectName) -> Outcome<()> {
+        let parts = object_parts(name);
+        if let [table] = parts.as_slice()
+            && self.catalog.resolve(None, table).is_none()
+            && let Some(other) = self
+                .catalog
+                .tables()
+                .iter()
+                .find(|t| t.name == *table && t.has_encrypted())
+        {
+            return Err(PlanRefusal {
+                column: format!("{}.{}", other.schema, other.name),
+                reason: format!(
+                    "the unqualified name {table} is not in warden's search path, but {}.{table} has encrypted columns; qualify the name, or add {} to [upstream.service] search_path",
+                    other.schema, other.schema
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn table_columns(t: &CatalogTable) -> Vec<OutCol> {
@@ -624,7 +685,10 @@ impl Builder<'_> {
 
     fn insert(&mut self, insert: &Insert) -> Outcome<Vec<OutCol>> {
         let table = match &insert.table {
-            TableObject::TableName(name) => self.table(name).cloned(),
+            TableObject::TableName(name) => {
+                self.check_unqualified(name)?;
+                self.table(name).cloned()
+            }
             _ => None,
         };
         let targets: Vec<Option<Arc<ColumnCrypto>>> = match &table {
@@ -675,6 +739,14 @@ impl Builder<'_> {
                 }
                 _ => {
                     let outs = self.query(source)?;
+                    if outs.len() != targets.len()
+                        && let Some(t) = targets.iter().flatten().next()
+                    {
+                        return refuse(
+                            t,
+                            "INSERT … SELECT must select exactly the columns it fills (a * over a table warden does not track hides them); name the columns",
+                        );
+                    }
                     for (i, out) in outs.iter().enumerate() {
                         let target = targets.get(i).cloned().flatten();
                         match (&target, &out.crypto) {
@@ -873,6 +945,14 @@ impl Builder<'_> {
             SetExpr::SetOperation { left, right, .. } => {
                 let l = self.set_expr(left, None)?;
                 let r = self.set_expr(right, None)?;
+                if l.len() != r.len()
+                    && let Some(c) = l.iter().chain(&r).find_map(|o| o.crypto.as_ref())
+                {
+                    return refuse(
+                        c,
+                        "a set operation whose sides warden cannot line up (a * over a table it does not track) combines it with unknown columns",
+                    );
+                }
                 for (a, b) in l.iter().zip(&r) {
                     match (&a.crypto, &b.crypto) {
                         (Some(x), Some(y)) if same_domain(x, y) => {}
@@ -1112,6 +1192,41 @@ impl Builder<'_> {
         }
     }
 
+    /// The parts of a function call `function_args` leaves out: `alias.*` arguments (whole
+    /// rows) and a subquery argument (`ARRAY(SELECT …)`), which must not return ciphertext.
+    fn function_extras(&mut self, f: &Function) -> Outcome<()> {
+        match &f.args {
+            FunctionArguments::List(list) => {
+                for a in &list.args {
+                    let arg = match a {
+                        FunctionArg::Unnamed(a)
+                        | FunctionArg::Named { arg: a, .. }
+                        | FunctionArg::ExprNamed { arg: a, .. } => a,
+                    };
+                    if let FunctionArgExpr::QualifiedWildcard(name) = arg
+                        && let Some(last) = object_parts(name).pop()
+                    {
+                        self.whole_row(&last)?;
+                    }
+                }
+                Ok(())
+            }
+            FunctionArguments::Subquery(q) => {
+                if let Some(c) = self.query(q)?.into_iter().find_map(|o| o.crypto) {
+                    return refuse(
+                        &c,
+                        format!(
+                            "{}(SELECT …) would return its ciphertext inside another value",
+                            function_name(f)
+                        ),
+                    );
+                }
+                Ok(())
+            }
+            FunctionArguments::None => Ok(()),
+        }
+    }
+
     /// Plans the rewrite of `min(col)` / `max(col)` (see [`crate::plan::ExtremumSlot`]).
     fn extremum(&mut self, f: &Function, max: bool, c: &ColumnCrypto) -> Outcome<()> {
         let shape = || PlanRefusal {
@@ -1185,6 +1300,10 @@ impl Builder<'_> {
         match factor {
             TableFactor::Table { name, alias, .. } => {
                 let parts = object_parts(name);
+                let is_cte = parts.len() == 1 && self.ctes.iter().any(|(n, _)| *n == parts[0]);
+                if !is_cte {
+                    self.check_unqualified(name)?;
+                }
                 let cte = if parts.len() == 1 {
                     self.ctes
                         .iter()
@@ -1332,6 +1451,29 @@ impl Builder<'_> {
         None
     }
 
+    /// Refuses a whole-row reference (`SELECT u FROM users u`, `row_to_json(u)`, `u.*` as a
+    /// function argument) to a relation with encrypted columns: the row would carry their
+    /// ciphertext inside a record, JSON or array value warden cannot open.
+    fn whole_row(&self, name: &str) -> Outcome<()> {
+        if self.scopes.iter().flatten().any(|s| s.name == name) {
+            if let Some(c) = self
+                .find_source(&[name.to_string()])
+                .and_then(|s| match s.columns {
+                    SourceColumns::Known(cols) => cols.into_iter().find_map(|c| c.crypto),
+                    SourceColumns::Unknown => None,
+                })
+            {
+                return refuse(
+                    &c,
+                    format!(
+                        "a whole-row reference to {name} would return its ciphertext inside a composite value; select the columns"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The protected column a column reference names, if it holds ciphertext.
     fn resolve_column(&self, parts: &[String]) -> Option<Arc<ColumnCrypto>> {
         let (qualifier, column) = parts.split_at(parts.len().checked_sub(1)?);
@@ -1340,7 +1482,9 @@ impl Builder<'_> {
             for scope in self.scopes.iter().rev() {
                 for source in scope {
                     if let SourceColumns::Known(cols) = &source.columns
-                        && let Some(c) = cols.iter().find(|c| c.name.as_ref() == Some(column))
+                        && let Some(c) = cols
+                            .iter()
+                            .find(|c| c.name.as_deref().is_some_and(|n| same_column(n, column)))
                     {
                         return c.crypto.clone();
                     }
@@ -1351,7 +1495,7 @@ impl Builder<'_> {
         match self.find_source(qualifier)?.columns {
             SourceColumns::Known(cols) => cols
                 .iter()
-                .find(|c| c.name.as_ref() == Some(column))
+                .find(|c| c.name.as_deref().is_some_and(|n| same_column(n, column)))
                 .and_then(|c| c.crypto.clone()),
             SourceColumns::Unknown => None,
         }
@@ -1420,9 +1564,14 @@ impl Builder<'_> {
                 if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default") {
                     return Ok(Operand::Default);
                 }
-                Ok(self
-                    .resolve_column(&[ident_name(i)])
-                    .map_or(Operand::Plain, Operand::Column))
+                let name = ident_name(i);
+                match self.resolve_column(std::slice::from_ref(&name)) {
+                    Some(c) => Ok(Operand::Column(c)),
+                    None => {
+                        self.whole_row(&name)?;
+                        Ok(Operand::Plain)
+                    }
+                }
             }
             Expr::CompoundIdentifier(parts) => {
                 let parts: Vec<String> = parts.iter().map(ident_name).collect();
@@ -1844,6 +1993,7 @@ impl Builder<'_> {
             }
             Expr::Function(f) => {
                 let name = function_name(f);
+                self.function_extras(f)?;
                 let (args, _) = function_args(f);
                 for arg in args {
                     if let Operand::Column(c) = self.operand(arg)? {
@@ -1884,6 +2034,24 @@ impl Builder<'_> {
             other => {
                 // Any other construct (CASE, arrays, JSON operators, …): refused if a protected
                 // column appears anywhere inside it.
+                let mut subqueries: Vec<Query> = Vec::new();
+                let _ = sqlparser::ast::visit_expressions(other, |inner| {
+                    match inner {
+                        Expr::Subquery(q)
+                        | Expr::Exists { subquery: q, .. }
+                        | Expr::InSubquery { subquery: q, .. } => subqueries.push((**q).clone()),
+                        _ => {}
+                    }
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+                for q in &subqueries {
+                    if let Some(c) = self.query(q)?.into_iter().find_map(|o| o.crypto) {
+                        return refuse(
+                            &c,
+                            "a subquery returning it is used inside an expression that cannot be evaluated on ciphertext",
+                        );
+                    }
+                }
                 let mut found = None;
                 let _ = sqlparser::ast::visit_expressions(other, |inner| {
                     let parts: Option<Vec<String>> = match inner {

@@ -321,3 +321,31 @@ fn mysql_insert_set_encrypts_its_values() {
     assert_eq!(columns_of_literals(&p), ["card"]);
     assert_eq!(p.params.keys().copied().collect::<Vec<_>>(), [1]);
 }
+
+#[test]
+fn unqualified_names_outside_the_search_path_are_refused() {
+    let policy = EncryptionPolicy::parse(
+        "[[encrypt]]\ncolumn = \"tenant1.users.ssn\"\nkey = \"card\"\nalgorithm = \"sm4\"\nmode = \"deterministic\"\ntype = \"text\"\n",
+    )
+    .expect("policy");
+    let keys: BTreeMap<String, Arc<ColumnKey>> =
+        [key("card", 1, Algorithm::Sm4, Mode::Deterministic)].into_iter().collect();
+    let columns = [row(&["400", "tenant1", "users", "1", "ssn", "17", "bytea"])];
+    let catalog = Catalog::from_pg_rows(&policy, &keys, &columns, &[], vec!["public".into()])
+        .expect("catalog");
+    let planner = Planner::new(Arc::new(catalog));
+    let p = planner.plan("SELECT encode(ssn, 'hex') FROM users", None);
+    let r = p.refusal.as_ref().expect("refused");
+    assert!(r.reason.contains("search path"), "{r}");
+    assert!(planner.plan("SELECT ssn FROM tenant1.users WHERE ssn = 'x'", None).refusal.is_none());
+}
+
+#[test]
+fn mysql_quoted_column_names_match_case_insensitively() {
+    let base = planner();
+    let mysql = Planner::with_dialect(Arc::clone(base.catalog()), Dialect::MYSQL_DEFAULT);
+    let p = mysql.plan("SELECT HEX(`CARD`) FROM people", None);
+    assert!(p.refusal.is_some(), "HEX of the encrypted column must be refused");
+    let p = mysql.plan("SELECT id FROM people WHERE `Card` = 'x'", None);
+    assert_eq!(columns_of_literals(&p), ["card"]);
+}

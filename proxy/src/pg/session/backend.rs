@@ -399,9 +399,15 @@ impl<'a> Backend<'a> {
         else {
             return None;
         };
-        let e = statement.encryption.as_ref()?;
-        let fields = e.fields.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let planner = encryption.planner();
+        let Some(e) = statement.encryption.as_ref() else {
+            // Prepared before any column held ciphertext: warden knows nothing of its result.
+            return planner
+                .catalog()
+                .has_encrypted()
+                .then(|| Arc::new(ResultTransform::probe_all(planner.catalog())));
+        };
+        let fields = e.fields.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match fields {
             Some(fields) => ResultTransform::build(
                 planner.catalog(),

@@ -146,6 +146,9 @@ pub fn encrypt_bind(
 pub struct ResultTransform {
     columns: Vec<OutColumn>,
     catalog: Option<Arc<Catalog>>,
+    /// The columns are unknown: every value is probed and rows pass unchanged unless one is
+    /// warden ciphertext.
+    probe_every_value: bool,
 }
 
 /// What happens to one result column.
@@ -155,7 +158,7 @@ enum OutColumn {
     Plain,
     /// A `bytea` column warden cannot attribute to a protected column (a function's result,
     /// say): forwarded, unless a value is warden ciphertext, which withholds the result.
-    Probe(i16),
+    Probe,
     /// A protected column: opened into the client's format.
     Decrypt(Arc<ColumnCrypto>, i16),
     /// A migration's shadow column (`<column>__warden`, warden's own): left out.
@@ -218,7 +221,7 @@ impl ResultTransform {
                         || (probe_text && matches!(f.type_oid, TEXT_OID | VARCHAR_OID)) =>
                     {
                         any = true;
-                        OutColumn::Probe(format)
+                        OutColumn::Probe
                     }
                     None => OutColumn::Plain,
                 }
@@ -227,6 +230,7 @@ impl ResultTransform {
         any.then(|| ResultTransform {
             columns,
             catalog: Some(Arc::clone(catalog)),
+            probe_every_value: false,
         })
     }
 
@@ -235,6 +239,18 @@ impl ResultTransform {
         ResultTransform {
             columns: Vec::new(),
             catalog: None,
+            probe_every_value: false,
+        }
+    }
+
+    /// A transform for rows whose description warden never saw (a statement prepared before
+    /// any column held ciphertext): rows pass unchanged unless a value is warden ciphertext,
+    /// which withholds the result.
+    pub fn probe_all(catalog: &Arc<Catalog>) -> ResultTransform {
+        ResultTransform {
+            columns: Vec::new(),
+            catalog: Some(Arc::clone(catalog)),
+            probe_every_value: true,
         }
     }
 
@@ -261,6 +277,19 @@ impl ResultTransform {
     /// The row with encrypted values opened, in the client's format.
     pub fn row(&self, frame: &Frame) -> Result<Frame, String> {
         let values = decode_data_row(frame).map_err(|e| e.to_string())?;
+        if self.probe_every_value {
+            for (i, v) in values.iter().enumerate() {
+                if let (Some(v), Some(catalog)) = (v, &self.catalog)
+                    && looks_encrypted_any_format(catalog, v)
+                {
+                    return Err(format!(
+                        "result column {} holds ciphertext of an encrypted column, and the statement was prepared before the column was encrypted; prepare it again",
+                        i + 1
+                    ));
+                }
+            }
+            return Ok(frame.clone());
+        }
         if values.len() != self.columns.len() {
             return Err(format!(
                 "a row has {} values but its description {} columns",
@@ -271,14 +300,11 @@ impl ResultTransform {
         let mut opened: Vec<Option<Vec<u8>>> = Vec::with_capacity(values.len());
         for (i, (value, column)) in values.iter().zip(&self.columns).enumerate() {
             let (Some(v), OutColumn::Decrypt(crypto, format)) = (value, column) else {
-                if let (Some(v), OutColumn::Probe(format)) = (value, column)
-                    && self.catalog.as_ref().is_some_and(|c| {
-                        let raw = match (*format, v.strip_prefix(b"\\x")) {
-                            (0, Some(hex)) => hex::decode(hex).unwrap_or_default(),
-                            _ => v.to_vec(),
-                        };
-                        c.looks_encrypted(&raw)
-                    })
+                if let (Some(v), OutColumn::Probe) = (value, column)
+                    && self
+                        .catalog
+                        .as_ref()
+                        .is_some_and(|c| looks_encrypted_any_format(c, v))
                 {
                     return Err(format!(
                         "result column {} holds ciphertext of an encrypted column that warden cannot attribute (a function or expression returned it); select the column itself",
@@ -311,6 +337,15 @@ impl ResultTransform {
             })
             .collect();
         Ok(encode_data_row(kept.into_iter()))
+    }
+}
+
+/// Whether a result value is warden ciphertext, in whichever form it travels: raw bytes
+/// (binary format), `\x…` hex (bytea text format), or the text storage forms.
+fn looks_encrypted_any_format(catalog: &Catalog, value: &[u8]) -> bool {
+    match value.strip_prefix(b"\\x") {
+        Some(hex) => hex::decode(hex).is_ok_and(|raw| catalog.looks_encrypted(&raw)),
+        None => catalog.looks_encrypted(value),
     }
 }
 
