@@ -1455,21 +1455,20 @@ impl Builder<'_> {
     /// function argument) to a relation with encrypted columns: the row would carry their
     /// ciphertext inside a record, JSON or array value warden cannot open.
     fn whole_row(&self, name: &str) -> Outcome<()> {
-        if self.scopes.iter().flatten().any(|s| s.name == name) {
-            if let Some(c) = self
+        if self.scopes.iter().flatten().any(|s| s.name == name)
+            && let Some(c) = self
                 .find_source(&[name.to_string()])
                 .and_then(|s| match s.columns {
                     SourceColumns::Known(cols) => cols.into_iter().find_map(|c| c.crypto),
                     SourceColumns::Unknown => None,
                 })
-            {
-                return refuse(
-                    &c,
-                    format!(
-                        "a whole-row reference to {name} would return its ciphertext inside a composite value; select the columns"
-                    ),
-                );
-            }
+        {
+            return refuse(
+                &c,
+                format!(
+                    "a whole-row reference to {name} would return its ciphertext inside a composite value; select the columns"
+                ),
+            );
         }
         Ok(())
     }

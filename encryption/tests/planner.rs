@@ -329,7 +329,9 @@ fn unqualified_names_outside_the_search_path_are_refused() {
     )
     .expect("policy");
     let keys: BTreeMap<String, Arc<ColumnKey>> =
-        [key("card", 1, Algorithm::Sm4, Mode::Deterministic)].into_iter().collect();
+        [key("card", 1, Algorithm::Sm4, Mode::Deterministic)]
+            .into_iter()
+            .collect();
     let columns = [row(&["400", "tenant1", "users", "1", "ssn", "17", "bytea"])];
     let catalog = Catalog::from_pg_rows(&policy, &keys, &columns, &[], vec!["public".into()])
         .expect("catalog");
@@ -337,7 +339,12 @@ fn unqualified_names_outside_the_search_path_are_refused() {
     let p = planner.plan("SELECT encode(ssn, 'hex') FROM users", None);
     let r = p.refusal.as_ref().expect("refused");
     assert!(r.reason.contains("search path"), "{r}");
-    assert!(planner.plan("SELECT ssn FROM tenant1.users WHERE ssn = 'x'", None).refusal.is_none());
+    assert!(
+        planner
+            .plan("SELECT ssn FROM tenant1.users WHERE ssn = 'x'", None)
+            .refusal
+            .is_none()
+    );
 }
 
 #[test]
@@ -345,7 +352,10 @@ fn mysql_quoted_column_names_match_case_insensitively() {
     let base = planner();
     let mysql = Planner::with_dialect(Arc::clone(base.catalog()), Dialect::MYSQL_DEFAULT);
     let p = mysql.plan("SELECT HEX(`CARD`) FROM people", None);
-    assert!(p.refusal.is_some(), "HEX of the encrypted column must be refused");
+    assert!(
+        p.refusal.is_some(),
+        "HEX of the encrypted column must be refused"
+    );
     let p = mysql.plan("SELECT id FROM people WHERE `Card` = 'x'", None);
     assert_eq!(columns_of_literals(&p), ["card"]);
 }
