@@ -364,8 +364,18 @@ impl Catalog {
     /// Adds the views of [`Catalog::pg_views_sql`]'s rows: each definition is planned like a
     /// query, and the view columns that return a protected column as stored are recorded, so
     /// rows read through the view are decrypted like rows read from the table.
-    pub fn with_views(mut self, rows: &[Vec<Option<String>>]) -> Catalog {
-        let planner = crate::planner::Planner::new(Arc::new(self.clone()));
+    pub fn with_views(self, rows: &[Vec<Option<String>>]) -> Catalog {
+        self.with_views_in(rows, warden_analysis::Dialect::PostgreSql)
+    }
+
+    /// [`Catalog::with_views`] for view definitions written in `dialect` (MySQL's
+    /// `information_schema.VIEWS`, with synthetic OIDs in the first field).
+    pub fn with_views_in(
+        mut self,
+        rows: &[Vec<Option<String>>],
+        dialect: warden_analysis::Dialect,
+    ) -> Catalog {
+        let planner = crate::planner::Planner::with_dialect(Arc::new(self.clone()), dialect);
         for row in rows {
             let field = |i: usize| row.get(i).and_then(|v| v.as_deref()).unwrap_or("");
             let Ok(oid) = field(0).parse::<u32>() else {

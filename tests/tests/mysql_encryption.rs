@@ -42,6 +42,12 @@ impl Fixture {
             ))
             .await
             .context("cannot create the test table")?;
+        admin
+            .query_drop(format!(
+                "CREATE VIEW {table}_v AS SELECT id, id_card AS card, salary AS pay, `rank` FROM {table}"
+            ))
+            .await
+            .context("cannot create the test view")?;
         admin.disconnect().await?;
         let files = EncryptionFiles::create()?;
         files.add_key("idcard", "sm4", "deterministic")?;
@@ -192,6 +198,14 @@ async fn text_protocol(f: &Fixture) -> Result<()> {
         ],
         "{all:#?}"
     );
+    // Views (created before warden started) read and search like the table.
+    check(
+        &mut app,
+        f,
+        "SELECT card, pay, `rank` FROM {t}_v WHERE card = '220102198512120011'",
+        &["220102198512120011|-0.50|8"],
+    )
+    .await?;
     // Searches on ciphertext.
     let q = |sql: &str| f.sql(sql);
     check(

@@ -185,6 +185,45 @@ impl Catalog {
         Catalog::checked(tables, search_path, problems)
     }
 
+    /// The query listing the views of the schemas holding protected tables: `schema, name,
+    /// definition, column names` (separated by U+001F). `None` when no table is known.
+    pub fn mysql_views_sql(&self) -> Option<String> {
+        let mut schemas: Vec<String> = self
+            .tables
+            .iter()
+            .map(|t| mysql_string(&t.schema))
+            .collect();
+        schemas.sort();
+        schemas.dedup();
+        if schemas.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "SELECT v.TABLE_SCHEMA, v.TABLE_NAME, v.VIEW_DEFINITION, \
+             (SELECT GROUP_CONCAT(c.COLUMN_NAME ORDER BY c.ORDINAL_POSITION SEPARATOR 0x1f) \
+              FROM information_schema.COLUMNS c \
+              WHERE c.TABLE_SCHEMA = v.TABLE_SCHEMA AND c.TABLE_NAME = v.TABLE_NAME) \
+             FROM information_schema.VIEWS v WHERE v.TABLE_SCHEMA IN ({})",
+            schemas.join(", ")
+        ))
+    }
+
+    /// Adds the views of [`Catalog::mysql_views_sql`]'s rows (see [`Catalog::with_views`]);
+    /// MariaDB names a view as the origin of its columns, so they are found by name.
+    pub fn with_mysql_views(self, rows: &[Vec<Option<String>>]) -> Catalog {
+        let first = self.tables.len() as u32 + 1_000_000;
+        let rows: Vec<Vec<Option<String>>> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut row = vec![Some((first + i as u32).to_string())];
+                row.extend(r.iter().cloned());
+                row
+            })
+            .collect();
+        self.with_views_in(&rows, warden_analysis::Dialect::MYSQL_DEFAULT)
+    }
+
     /// The same catalog resolving unqualified table names through `search_path` (for MySQL,
     /// the session's current database).
     pub fn with_search_path(&self, search_path: Vec<String>) -> Catalog {

@@ -46,12 +46,20 @@ pub async fn load_catalog(
 ) -> Result<Catalog, CatalogLoadError> {
     let columns = client.query(&Catalog::mysql_columns_sql(policy)).await?;
     let constraints = client.query(Catalog::mysql_constraints_sql()).await?;
-    Catalog::from_mysql_rows(
+    let catalog = Catalog::from_mysql_rows(
         policy,
         keys,
         &columns,
         &constraints,
         vec![database.to_string()],
     )
-    .map_err(CatalogLoadError::Problems)
+    .map_err(CatalogLoadError::Problems)?;
+    // Views over protected columns: rows read through them are decrypted too.
+    Ok(match catalog.mysql_views_sql() {
+        Some(sql) => {
+            let views = client.query(&sql).await?;
+            catalog.with_mysql_views(&views)
+        }
+        None => catalog,
+    })
 }
