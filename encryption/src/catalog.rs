@@ -144,6 +144,10 @@ pub struct Catalog {
     search_path: Vec<String>,
     /// Changes whenever the catalog is rebuilt with a different content; part of plan keys.
     pub generation: u64,
+    /// The keyring ids of the protected columns' keys (what `looks_encrypted` matches).
+    key_ids: Vec<u32>,
+    /// Some protected column is stored as text.
+    text_storage: bool,
 }
 
 /// A validation problem: the policy does not fit the live schema.
@@ -329,13 +333,14 @@ impl Catalog {
             return Err(problems);
         }
         let by_oid = tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
-        let generation = fingerprint(&tables);
-        Ok(Catalog {
+        let mut catalog = Catalog {
             tables,
             by_oid,
             search_path,
-            generation,
-        })
+            ..Catalog::default()
+        };
+        catalog.index();
+        Ok(catalog)
     }
 
     /// The query listing the views that read a table with protected columns: `oid, schema,
@@ -410,8 +415,25 @@ impl Catalog {
                 });
             }
         }
-        self.generation = fingerprint(&self.tables);
+        self.index();
         self
+    }
+
+    /// Recomputes what is derived from the tables: the generation, the key ids and whether
+    /// some column is stored as text (read per result value, so not walked each time).
+    fn index(&mut self) {
+        self.generation = fingerprint(&self.tables);
+        let protections = || {
+            self.tables
+                .iter()
+                .flat_map(|t| &t.columns)
+                .filter_map(|c| c.protection.as_ref())
+        };
+        let mut ids: Vec<u32> = protections().map(|p| p.crypto.key_id()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.text_storage = protections().any(|p| p.crypto.storage() == Storage::Text);
+        self.key_ids = ids;
     }
 
     /// Every table.
@@ -422,15 +444,6 @@ impl Catalog {
     /// The table with this OID.
     pub fn by_oid(&self, oid: u32) -> Option<&CatalogTable> {
         self.by_oid.get(&oid).map(|&i| &self.tables[i])
-    }
-
-    /// The protected column at a result column's origin, if it holds ciphertext.
-    pub fn encrypted_at(&self, table_oid: u32, attnum: i16) -> Option<&Arc<ColumnCrypto>> {
-        self.by_oid(table_oid)?
-            .columns
-            .iter()
-            .find(|c| c.attnum == attnum)?
-            .encrypted()
     }
 
     /// The protected column at a result column's origin. A `bytea`-stored column is returned
@@ -490,15 +503,10 @@ impl Catalog {
                 && h[1] == 0x01
                 && matches!(h[2], 1 | 2)
                 && matches!(h[3], 1..=3)
-                && {
-                    let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-                    self.tables.iter().any(|t| {
-                        t.columns
-                            .iter()
-                            .filter_map(|c| c.protection.as_ref())
-                            .any(|p| p.crypto.key_id() == id)
-                    })
-                }
+                && self
+                    .key_ids
+                    .binary_search(&u32::from_be_bytes([h[4], h[5], h[6], h[7]]))
+                    .is_ok()
         };
         if header(value) || (value.len() == 28 && header(&value[16..])) {
             return true;
@@ -518,12 +526,7 @@ impl Catalog {
 
     /// Whether some protected column is stored as text (so text results may need probing).
     pub fn has_text_storage(&self) -> bool {
-        self.tables.iter().any(|t| {
-            t.columns
-                .iter()
-                .filter_map(|c| c.protection.as_ref())
-                .any(|p| p.crypto.storage() == Storage::Text)
-        })
+        self.text_storage
     }
 }
 

@@ -466,6 +466,10 @@ struct Field {
     value: Option<Vec<u8>>,
 }
 
+/// The longest line warden buffers while waiting for its end (a client that never sends a
+/// terminator must not make it hold unbounded memory).
+const MAX_LINE_BYTES: usize = 64 << 20;
+
 /// Re-cuts a LOAD DATA file into lines and encrypts the protected fields. Feed it the file's
 /// bytes in any chunks; it returns the bytes to send on, whole lines only.
 pub struct InfileEncoder {
@@ -517,6 +521,14 @@ impl InfileEncoder {
             start += used;
         }
         self.buf.drain(..start);
+        if self.buf.len() > MAX_LINE_BYTES {
+            return Err(InfileError {
+                line: self.line + 1,
+                message: format!(
+                    "the line is longer than {MAX_LINE_BYTES} bytes; warden re-cuts files loaded into tables with encrypted columns and holds no more than that"
+                ),
+            });
+        }
         Ok(())
     }
 

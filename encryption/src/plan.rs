@@ -88,8 +88,6 @@ pub struct Plan {
     /// Per statement, the protected column behind each result column where the SQL says so
     /// (used when the database's row description gives no origin: aggregates, UNION).
     pub outputs: Vec<Vec<Option<Arc<ColumnCrypto>>>>,
-    /// The text reads or writes an encrypted column.
-    pub touches_encrypted: bool,
     /// The text's `COPY` through the client connection on protected columns, if any.
     pub copy: Option<Arc<CopyPlan>>,
     /// The text's `LOAD DATA LOCAL INFILE` into a table with encrypted columns (MySQL), if any.
@@ -109,7 +107,6 @@ impl Plan {
                 column: column.into(),
                 reason: reason.into(),
             }),
-            touches_encrypted: true,
             ..Plan::default()
         }
     }

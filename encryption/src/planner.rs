@@ -166,7 +166,6 @@ impl Planner {
                 Err(refusal) => {
                     return Plan {
                         refusal: Some(refusal),
-                        touches_encrypted: true,
                         ..Plan::default()
                     };
                 }
@@ -175,7 +174,6 @@ impl Planner {
         }
         let mut plan = builder.plan;
         plan.literals.sort_by_key(|s| s.tokens.start);
-        plan.touches_encrypted |= plan.rewrites_text() || !plan.params.is_empty();
         plan
     }
 
@@ -192,12 +190,10 @@ impl Planner {
             LoadData::Untouched => Some(Plan::passthrough()),
             LoadData::Planned(p) => Some(Plan {
                 load_data: Some(Arc::new(p)),
-                touches_encrypted: true,
                 ..Plan::default()
             }),
             LoadData::Refused(r) => Some(Plan {
                 refusal: Some(r),
-                touches_encrypted: true,
                 ..Plan::default()
             }),
         }
@@ -632,7 +628,6 @@ impl Builder<'_> {
             format,
             fields,
         }));
-        self.plan.touches_encrypted = true;
         Ok(())
     }
 
@@ -1729,6 +1724,27 @@ impl Builder<'_> {
         }
     }
 
+    /// Ties each of `values` (an IN list, BETWEEN bounds) to `column`: each must be a literal,
+    /// a parameter, NULL or a column of the same key domain; `otherwise` says why not.
+    fn bind_all<'e>(
+        &mut self,
+        column: &Arc<ColumnCrypto>,
+        values: impl IntoIterator<Item = &'e Expr>,
+        otherwise: &str,
+    ) -> Outcome<()> {
+        for value in values {
+            match self.operand(value)? {
+                Operand::Column(d) if same_domain(column, &d) => {}
+                o => {
+                    if !self.bind(&o, column)? {
+                        return refuse(column, otherwise);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A value written into a column (`target` is its protection, if it holds ciphertext).
     fn value_for(&mut self, target: Option<&Arc<ColumnCrypto>>, e: &Expr) -> Outcome<()> {
         let operand = self.operand(e)?;
@@ -1850,21 +1866,11 @@ impl Builder<'_> {
                         "IN (…) needs equal values to have equal ciphertexts; the column is randomized",
                     );
                 }
-                for item in list {
-                    let o = self.operand(item)?;
-                    match o {
-                        Operand::Column(d) if same_domain(&c, &d) => {}
-                        o => {
-                            if !self.bind(&o, &c)? {
-                                return refuse(
-                                    &c,
-                                    "IN (…) lists for it must hold literals or parameters",
-                                );
-                            }
-                        }
-                    }
-                }
-                Ok(())
+                self.bind_all(
+                    &c,
+                    list,
+                    "IN (…) lists for it must hold literals or parameters",
+                )
             }
             Expr::InSubquery { expr, subquery, .. } => {
                 let subject = self.operand(expr)?;
@@ -1908,21 +1914,11 @@ impl Builder<'_> {
                         ),
                     );
                 }
-                for bound in [low, high] {
-                    let o = self.operand(bound)?;
-                    match o {
-                        Operand::Column(d) if same_domain(&c, &d) => {}
-                        o => {
-                            if !self.bind(&o, &c)? {
-                                return refuse(
-                                    &c,
-                                    "BETWEEN bounds for it must be literals or parameters",
-                                );
-                            }
-                        }
-                    }
-                }
-                Ok(())
+                self.bind_all(
+                    &c,
+                    [low.as_ref(), high.as_ref()],
+                    "BETWEEN bounds for it must be literals or parameters",
+                )
             }
             Expr::Exists { subquery, .. } => {
                 self.query(subquery)?;

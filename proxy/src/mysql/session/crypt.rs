@@ -20,10 +20,12 @@ use std::sync::Arc;
 
 use warden_analysis::Dialect;
 use warden_encryption::mysql::{self as wire, BINARY_CHARSET, flags};
-use warden_encryption::{Catalog, ColumnCrypto, EncryptionError, Plan, Storage};
+use warden_encryption::{Catalog, ColumnCrypto, Plan, Storage};
 use warden_policy::Refusal;
 
 use crate::encryption::Encryption;
+pub use crate::encryption::text::TextOutcome;
+use crate::encryption::text::{MYSQL_SQLSTATES, plan_text as plan_text_with};
 use crate::mysql::codec::{DecodeError, Reader, Writer};
 use crate::mysql::statements::{Execute, Param, binary_value};
 
@@ -38,45 +40,6 @@ pub struct Turn {
     pub statement: usize,
     /// The transform of a result whose rows come later with COM_STMT_FETCH (a cursor).
     pub cursor: Option<Arc<ResultCrypt>>,
-}
-
-/// The rule name of refusals made by column encryption.
-pub const RULE: &str = "encryption";
-
-/// What column encryption does to one SQL text.
-pub enum TextOutcome {
-    /// Nothing to do.
-    Untouched,
-    /// The text touches encrypted columns; `sql` is set when it must be sent rewritten.
-    Planned {
-        plan: Arc<Plan>,
-        sql: Option<String>,
-    },
-    /// The text cannot run on ciphertext, or one of its values cannot be encrypted.
-    Refused(Refusal),
-}
-
-/// The refusal of a statement that cannot run on ciphertext.
-pub fn plan_refusal(message: String) -> Refusal {
-    Refusal {
-        rule: RULE.to_string(),
-        sqlstate: "0A000".to_string(),
-        message,
-    }
-}
-
-/// The refusal for a value that could not be encrypted: invalid input (22007) when it does not
-/// fit the column, an internal error otherwise.
-pub fn value_refusal(message: String, invalid_input: bool) -> Refusal {
-    Refusal {
-        rule: RULE.to_string(),
-        sqlstate: if invalid_input { "22007" } else { "HY000" }.to_string(),
-        message,
-    }
-}
-
-fn is_value(e: &EncryptionError) -> bool {
-    matches!(e, EncryptionError::Value { .. })
 }
 
 /// Plans `sql` for a session lexing in `dialect` (`Err`: the lexing is unknown or risky, so
@@ -94,35 +57,18 @@ pub fn plan_text(
         Err(_) => (String::from_utf8_lossy(sql).into_owned(), false),
     };
     let planner = encryption.mysql_planner(dialect.unwrap_or(Dialect::MYSQL_DEFAULT), database);
-    let plan = if readable {
-        planner.plan(&sql, template)
-    } else {
-        planner.plan_opaque(&sql)
+    let (plan, mut out) = match plan_text_with(&planner, &sql, template, readable, MYSQL_SQLSTATES)
+    {
+        TextOutcome::Planned { plan, sql } => (plan, sql),
+        other => return other,
     };
-    if let Some(r) = &plan.refusal {
-        return TextOutcome::Refused(plan_refusal(r.to_string()));
-    }
-    if !planner.catalog().has_encrypted() {
-        return TextOutcome::Untouched;
-    }
-    let mut out = None;
-    if plan.rewrites_text() {
-        match warden_encryption::rewrite::rewrite(&sql, &plan, planner.dialect()) {
-            Ok(s) => out = Some(s),
-            Err(e) => {
-                let value =
-                    matches!(&e, warden_encryption::rewrite::RewriteError::Value(v) if is_value(v));
-                return TextOutcome::Refused(value_refusal(e.to_string(), value));
-            }
-        }
-    }
     if let Some(load) = &plan.load_data
         && load.charset_after.is_some()
     {
         let base = out.as_deref().unwrap_or(&sql);
         match warden_encryption::load_data::rewrite(base, load, planner.dialect()) {
             Ok(s) => out = Some(s),
-            Err(e) => return TextOutcome::Refused(value_refusal(e.to_string(), false)),
+            Err(e) => return TextOutcome::Refused(MYSQL_SQLSTATES.rewrite_refusal(&e)),
         }
     }
     TextOutcome::Planned { plan, sql: out }
@@ -416,7 +362,7 @@ pub fn encrypt_execute(
         match &execute.params[i] {
             Param::Null => {}
             Param::LongData => {
-                return Err(plan_refusal(format!(
+                return Err(MYSQL_SQLSTATES.plan_refusal(format!(
                     "encrypted column {}: a value sent as long data (COM_STMT_SEND_LONG_DATA) cannot be encrypted by warden; bind it in the execute",
                     crypto.column.display_name()
                 )));
@@ -428,11 +374,12 @@ pub fn encrypt_execute(
             } => {
                 let text =
                     wire::param_text(crypto.logical(), *kind, *unsigned, bytes).map_err(|m| {
-                        value_refusal(format!("{}: {m}", crypto.column.display_name()), true)
+                        MYSQL_SQLSTATES
+                            .invalid_value(format!("{}: {m}", crypto.column.display_name()))
                     })?;
                 let stored = crypto
                     .encrypt_text(&text)
-                    .map_err(|e| value_refusal(e.to_string(), is_value(&e)))?;
+                    .map_err(|e| MYSQL_SQLSTATES.value_refusal(&e))?;
                 sealed[i] = Some(match crypto.storage() {
                     Storage::Binary => (BLOB, stored),
                     Storage::Text => (VAR_STRING, crypto.stored_to_db_text(&stored).into_bytes()),
@@ -444,7 +391,7 @@ pub fn encrypt_execute(
         return Ok(None);
     }
     // Re-encode: header, NULL bitmap, types (always sent), values.
-    let bad = |e: DecodeError| value_refusal(e.to_string(), false);
+    let bad = |e: DecodeError| MYSQL_SQLSTATES.internal(e.to_string());
     let mut r = Reader::new(payload);
     let head = r.take(10, "execute header").map_err(bad)?;
     let bitmap = r.take(n.div_ceil(8), "NULL bitmap").map_err(bad)?;

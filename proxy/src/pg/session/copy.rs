@@ -12,6 +12,10 @@ use std::sync::Arc;
 
 use warden_encryption::{ColumnCrypto, CopyFormat, CopyPlan};
 
+/// The longest row warden buffers while waiting for its end (a peer that never sends a
+/// newline must not make it hold unbounded memory).
+const MAX_ROW_BYTES: usize = 64 << 20;
+
 /// Encrypts or decrypts the protected fields of one COPY's rows.
 pub struct CopyCodec {
     plan: Arc<CopyPlan>,
@@ -40,11 +44,6 @@ impl CopyCodec {
         }
     }
 
-    /// Whether the codec encrypts (`COPY FROM STDIN`) rather than decrypts.
-    pub fn into_database(&self) -> bool {
-        self.plan.into_database
-    }
-
     /// Feeds COPY data; returns the re-encoded complete rows it finishes.
     pub fn feed(&mut self, data: &[u8]) -> Result<Vec<u8>, String> {
         self.tail.extend_from_slice(data);
@@ -57,6 +56,12 @@ impl CopyCodec {
             start = end + 1;
         }
         self.tail.drain(..start);
+        if self.tail.len() > MAX_ROW_BYTES {
+            return Err(format!(
+                "COPY row {} is longer than {MAX_ROW_BYTES} bytes; warden re-cuts rows of tables with encrypted columns and holds no more than that",
+                self.row + 1
+            ));
+        }
         Ok(out)
     }
 
@@ -171,21 +176,13 @@ impl CopyCodec {
         column: &ColumnCrypto,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
-        let fail = |e: &dyn std::fmt::Display| format!("COPY row {}: {e}", self.row);
         match &self.plan.format {
             CopyFormat::Text { delimiter, null } => {
                 if field.bytes == null.as_bytes() {
                     out.extend_from_slice(field.bytes);
                     return Ok(());
                 }
-                let value = unescape_text(field.bytes);
-                let converted = if self.plan.into_database {
-                    let stored = column.encrypt_text(&value).map_err(|e| fail(&e))?;
-                    column.stored_to_db_text(&stored).into_bytes()
-                } else {
-                    let stored = column.stored_from_db_text(&value).map_err(|e| fail(&e))?;
-                    column.decrypt_to_text(&stored).map_err(|e| fail(&e))?
-                };
+                let converted = self.transcode(column, &unescape_text(field.bytes))?;
                 escape_text(&converted, *delimiter, out);
             }
             CopyFormat::Csv {
@@ -204,13 +201,7 @@ impl CopyCodec {
                 } else {
                     field.bytes.to_vec()
                 };
-                let converted = if self.plan.into_database {
-                    let stored = column.encrypt_text(&value).map_err(|e| fail(&e))?;
-                    column.stored_to_db_text(&stored).into_bytes()
-                } else {
-                    let stored = column.stored_from_db_text(&value).map_err(|e| fail(&e))?;
-                    column.decrypt_to_text(&stored).map_err(|e| fail(&e))?
-                };
+                let converted = self.transcode(column, &value)?;
                 let needs_quotes = converted.is_empty()
                     || converted.as_slice() == null.as_bytes()
                     || converted.iter().any(|&b| {
@@ -224,6 +215,21 @@ impl CopyCodec {
             }
         }
         Ok(())
+    }
+}
+
+impl CopyCodec {
+    /// One protected value: the application's text to the stored text form (in), or back
+    /// (out).
+    fn transcode(&self, column: &ColumnCrypto, value: &[u8]) -> Result<Vec<u8>, String> {
+        let fail = |e: &dyn std::fmt::Display| format!("COPY row {}: {e}", self.row);
+        if self.plan.into_database {
+            let stored = column.encrypt_text(value).map_err(|e| fail(&e))?;
+            Ok(column.stored_to_db_text(&stored).into_bytes())
+        } else {
+            let stored = column.stored_from_db_text(value).map_err(|e| fail(&e))?;
+            column.decrypt_to_text(&stored).map_err(|e| fail(&e))
+        }
     }
 }
 

@@ -18,10 +18,11 @@ use warden_policy::{Decision, Refusal};
 
 use super::SessionContext;
 use super::copy::CopyCodec;
-use super::crypt::{self, TextOutcome};
+use super::crypt;
 use super::state::{
     Conversation, MAX_NAMED, MAX_PENDING, Pending, Portal, Prepared, PreparedEncryption, Start,
 };
+use crate::encryption::text::{PG_SQLSTATES, TextOutcome, plan_text};
 use crate::net::Stream;
 use crate::pg::frame::{Frame, FrameError, FrameReader, FrameWriter};
 use crate::pg::messages::MessageError;
@@ -242,17 +243,23 @@ impl Frontend<'_> {
         if refusal.is_none()
             && let Some(encryption) = &self.ctx.encryption
         {
-            let bytes = match &out {
-                Some(f) => Query::decode(f)?.sql.to_vec(),
-                None => query.sql.to_vec(),
+            let policy_text = match &out {
+                Some(f) => Some(Query::decode(f)?.sql.to_vec()),
+                None => None,
             };
-            let (sql, readable) = match String::from_utf8(bytes) {
-                Ok(s) => (s, untrusted.is_none()),
-                Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), false),
-            };
+            let (sql, readable) = sql_text(
+                policy_text.as_deref().unwrap_or(query.sql),
+                untrusted.is_none(),
+            );
             let template = (rewritten_by.is_none() && analysis.is_understood())
                 .then_some(analysis.redacted_sql.as_str());
-            match crypt::plan_text(encryption, &sql, template, !readable) {
+            match plan_text(
+                &encryption.planner(),
+                &sql,
+                template,
+                readable,
+                PG_SQLSTATES,
+            ) {
                 TextOutcome::Untouched => {}
                 TextOutcome::Planned { plan: p, sql } => {
                     if let Some(sql) = sql {
@@ -305,21 +312,18 @@ impl Frontend<'_> {
             && let Some(enc) = &self.ctx.encryption
         {
             let (text, readable) = match &sql {
-                Some(s) => (s.clone(), untrusted.is_none()),
-                None => match std::str::from_utf8(parse.sql) {
-                    Ok(s) => (s.to_string(), untrusted.is_none()),
-                    Err(_) => (String::from_utf8_lossy(parse.sql).into_owned(), false),
-                },
+                Some(s) => (std::borrow::Cow::Borrowed(s.as_str()), untrusted.is_none()),
+                None => sql_text(parse.sql, untrusted.is_none()),
             };
             let template = (rewritten_by.is_none() && analysis.is_understood())
                 .then_some(analysis.redacted_sql.as_str());
-            match crypt::plan_text(enc, &text, template, !readable) {
+            match plan_text(&enc.planner(), &text, template, readable, PG_SQLSTATES) {
                 TextOutcome::Untouched => {}
                 TextOutcome::Planned {
                     plan,
                     sql: rewritten,
                 } => {
-                    sql = Some(rewritten.unwrap_or(text));
+                    sql = Some(rewritten.unwrap_or_else(|| text.into_owned()));
                     encryption = Some(PreparedEncryption {
                         plan,
                         client_param_types: parse.param_types.clone(),
@@ -392,10 +396,7 @@ impl Frontend<'_> {
         {
             match crypt::encrypt_bind(&bind, &e.plan, &e.client_param_types) {
                 Ok(frame) => out = frame,
-                Err(err) => {
-                    let invalid = matches!(err, warden_encryption::EncryptionError::Value { .. });
-                    refusal = Some(crypt::value_refusal(&err.to_string(), invalid));
-                }
+                Err(err) => refusal = Some(PG_SQLSTATES.value_refusal(&err)),
             }
         }
         {
@@ -485,6 +486,16 @@ fn refused_bind() -> Frame {
         result_formats: vec![],
     }
     .encode()
+}
+
+/// A statement's text for the encryption planner, borrowed when it is UTF-8; `readable` is
+/// false when it is not (or the session's lexing is not the planner's): the planner then only
+/// checks which tables it names.
+fn sql_text(bytes: &[u8], readable: bool) -> (std::borrow::Cow<'_, str>, bool) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (std::borrow::Cow::Borrowed(s), readable),
+        Err(_) => (String::from_utf8_lossy(bytes), false),
+    }
 }
 
 /// The codec of a plan's COPY FROM STDIN, if it has one.

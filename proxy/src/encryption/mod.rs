@@ -14,6 +14,8 @@
 //! planner from [`Encryption::mysql_planner`]: one per (dialect, database), built over the
 //! current catalog on first use and dropped when the catalog changes.
 
+pub mod text;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
